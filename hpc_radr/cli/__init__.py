@@ -1,0 +1,21 @@
+"""The `hpc-radr` command line: parses arguments and dispatches; each command lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from hpc_radr.cli import collect, demo, plan, run_task, status, submit
+
+app = typer.Typer(
+    name="hpc-radr",
+    help="Imbalance-regularization sweeps of BirdNET custom-classifier training, on Slurm or this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (plan, submit, status, collect, run_task, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()

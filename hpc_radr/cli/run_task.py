@@ -1,0 +1,49 @@
+"""`hpc-radr run-task`: one task on a worker (what array scripts and executors run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hpc_radr.cli.output import emit_json, user_errors
+
+
+def run_task(
+    run_dir: Path = typer.Argument(..., help="Run directory made by `hpc-radr submit`."),
+    index: list[int] = typer.Option([], "--index", help="Configuration index (0-based); repeatable."),
+    run: list[int] = typer.Option([], "--run", help="Position in the manifest's list of unique runs; repeatable."),
+    embed: list[str] = typer.Option([], "--embed", help="Build the embedding cache of this unit instead; repeatable."),
+    force: bool = typer.Option(False, "--force", help="Retrain even if a result exists."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="TensorFlow threads [default: CPUs given]."),
+) -> None:
+    """Train the given configurations (or build embedding caches), writing one result file per run."""
+    from hpc_radr import runner
+    from hpc_radr.manifest import RunDir, RunDirError, load
+
+    with user_errors():
+        if embed:
+            emit_json({"embedded": runner.embed(run_dir, embed)})
+            return
+        manifest = load(RunDir(run_dir))
+        run_ids = []
+        for i in index:
+            if not 0 <= i < len(manifest.configurations):
+                raise RunDirError(f"--index {i}: the manifest has configurations 0-{len(manifest.configurations) - 1}")
+            run_ids.append(manifest.configurations[i].run_id)
+        for k in run:
+            if not 0 <= k < len(manifest.runs):
+                raise RunDirError(f"--run {k}: the manifest has runs 0-{len(manifest.runs) - 1}")
+            run_ids.append(manifest.runs[k].run_id)
+        if not run_ids:
+            raise RunDirError("nothing to do: give --index, --run or --embed")
+        try:
+            report = runner.train(run_dir, list(dict.fromkeys(run_ids)), force, threads)
+        except runner.TaskFailed as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
+    emit_json(report.__dict__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run-task")(run_task)

@@ -1,0 +1,41 @@
+"""`hpc-radr status`: counts per state and every failure, with its log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from hpc_radr.cli.output import console, emit_json, user_errors
+
+
+def status(
+    run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
+    as_json: bool = typer.Option(False, "--json", help="Per-configuration states as JSON."),
+) -> None:
+    """Show the state of every configuration: completed, failed or missing."""
+    from hpc_radr.manifest import resolve_run_dir
+    from hpc_radr.status import status as compute
+
+    with user_errors():
+        report = compute(resolve_run_dir(run_dir).path)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    counts = ", ".join(f"{state} {n}" for state, n in report.counts.items())
+    console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
+    for problem in report.problems:
+        console.print(f"[yellow]skipped:[/] {problem}")
+    failed = [c for c in report.configurations if c.state not in ("completed", "missing", "running", "pending")]
+    if failed:
+        table = Table(title="not completed")
+        for column in ("index", "configuration", "state", "error", "log"):
+            table.add_column(column, overflow="fold")
+        for c in failed:
+            table.add_row(str(c.index), c.run_id, c.scheduler_state or c.state, c.error or "", c.log or "")
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)

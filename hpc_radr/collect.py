@@ -1,0 +1,108 @@
+"""Merging the per-run JSON results into one table per configuration, and a summary over seeds."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hpc_radr.atomic import write_atomic
+from hpc_radr.manifest import RunDir, load
+from hpc_radr.results import TEST_METRICS, read_result
+from hpc_radr.status import run_states
+
+GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
+SUMMARY_METRICS = ["auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt"]
+
+
+@dataclass
+class Collected:
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    missing: list[int]
+    failed: list[int]
+    problems: list[str]
+    files: list[str]
+
+
+def _row(record: dict) -> dict:
+    counts = record["sample_counts"]
+    environment = record.get("environment", {})
+    return {
+        **{metric: record["test"][metric] for metric in TEST_METRICS},
+        "val_auprc": record["validation_at_best_epoch"]["auprc"],
+        "val_auroc": record["validation_at_best_epoch"]["auroc"],
+        "val_loss": record["validation_at_best_epoch"]["loss"],
+        "epochs_run": record["epochs_run"],
+        "best_epoch": record["best_epoch"],
+        "n_train_positive": counts["dataset"]["positive"],
+        "n_train_negative": counts["dataset"]["negative"],
+        "n_fit_positive": counts["fit_before_upsampling"]["positive"],
+        "n_fit_positive_upsampled": counts["fit_after_upsampling"]["positive"],
+        "n_fit_negative": counts["fit_before_upsampling"]["negative"],
+        "n_test_positive": record["test"]["n_positive"],
+        "n_test_negative": record["test"]["n_negative"],
+        "evaluation_protocol": record["evaluation_protocol"],
+        "fit_seconds": record["timings"]["fit_s"],
+        "host": environment.get("host"),
+        "slurm_job_id": environment.get("slurm", {}).get("SLURM_JOB_ID"),
+    }
+
+
+def merge(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per configuration (duplicates share their run's metrics); state says which rows have metrics."""
+    manifest = load(RunDir(Path(run_dir)))
+    states, problems = run_states(manifest)
+    metrics = {}
+    for config in manifest.runs:
+        found = read_result(manifest.run_dir, config.run_id)
+        if found.record is not None:
+            metrics[config.run_id] = _row(found.record)
+    rows = []
+    for config in manifest.configurations:
+        state, error, _ = states[config.run_id]
+        rows.append({**config.as_dict(), "state": state, "error": error, **metrics.get(config.run_id, {})})
+    return pd.DataFrame(rows), problems
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds per configuration, over completed runs."""
+    done = table[table["state"] == "completed"]
+    if done.empty:
+        return pd.DataFrame(columns=GRID_COLUMNS)
+    grouped = done.groupby(GRID_COLUMNS, sort=False)[SUMMARY_METRICS]
+    summary = grouped.agg(["mean", "std"])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary.insert(0, "n_seeds", grouped.size())
+    return summary.reset_index()
+
+
+def _write_frame(path: Path, frame: pd.DataFrame) -> None:
+    if path.suffix == ".parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    else:
+        data = frame.to_csv(index=False).encode()
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def collect(run_dir: Path) -> Collected:
+    """Write results.csv, results.parquet and summary.csv into the run directory."""
+    run_dir = Path(run_dir)
+    table, problems = merge(run_dir)
+    summary = summarize(table)
+    files = [run_dir / "results.csv", run_dir / "results.parquet", run_dir / "summary.csv"]
+    _write_frame(files[0], table)
+    _write_frame(files[1], table)
+    _write_frame(files[2], summary)
+    return Collected(
+        table=table,
+        summary=summary,
+        missing=table.loc[table["state"] == "missing", "index"].tolist(),
+        failed=table.loc[table["state"] == "failed", "index"].tolist(),
+        problems=problems,
+        files=[str(f) for f in files],
+    )

@@ -1,0 +1,149 @@
+"""Source data: checking the tiered layout and materializing BirdNET's folder layout without copying audio.
+
+Source layout (``<positive>`` and ``<negative>`` come from the sweep's ``[data]`` table, RADR and noise by default)::
+
+    SOURCE/train/<positive>/<tier>/*.wav   positives, one folder per annotation-quality tier
+    SOURCE/train/<negative>/*.wav          non-event clips, shared by every dataset
+    SOURCE/test/<positive>/*.wav           the held-out test set, shared by every configuration
+    SOURCE/test/<negative>/*.wav
+
+A dataset is materialized as ``<positive>/`` (symlinks to the files of its tiers) plus ``<negative>/``,
+the layout in which BirdNET trains a binary classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpc_radr.sweep import Sweep, slug
+
+# BirdNET-Analyzer 2.4's accepted extensions (config.ALLOWED_FILETYPES).
+AUDIO_EXTENSIONS = frozenset({"wav", "flac", "mp3", "ogg", "m4a", "wma", "aiff", "aif"})
+# Formats libsndfile reads, so their headers can be checked cheaply before anything runs.
+_SNDFILE_EXTENSIONS = frozenset({"wav", "flac", "ogg", "aiff", "aif"})
+TEST_UNIT = "test"
+
+
+class DataError(ValueError):
+    """The source data cannot be used; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class EmbeddingUnit:
+    """A set of labelled clips whose embeddings are extracted together and cached as one file."""
+
+    name: str
+    positives: tuple[Path, ...]
+    negatives: tuple[Path, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when any file is added, removed, resized or rewritten."""
+        digest = hashlib.sha256(self.name.encode())
+        for label, files in (("pos", self.positives), ("neg", self.negatives)):
+            for path in files:
+                stat = path.stat()
+                digest.update(f"\0{label}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+    @property
+    def key(self) -> str:
+        """Cache file stem: names the unit and what it was built from."""
+        return f"{slug(self.name)}-{self.fingerprint[:16]}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The checked source data."""
+
+    root: Path
+    positive_class: str
+    negative_class: str
+    tiers: dict[str, tuple[Path, ...]]
+    negatives: tuple[Path, ...]
+    test_positives: tuple[Path, ...]
+    test_negatives: tuple[Path, ...]
+
+    def unit(self, dataset: str, sweep: Sweep) -> EmbeddingUnit:
+        if dataset == TEST_UNIT:
+            return EmbeddingUnit(TEST_UNIT, self.test_positives, self.test_negatives)
+        spec = next(d for d in sweep.datasets if d.name == dataset)
+        positives = tuple(p for tier in spec.tiers for p in self.tiers[tier])
+        return EmbeddingUnit(dataset, positives, self.negatives)
+
+    def units(self, sweep: Sweep) -> list[EmbeddingUnit]:
+        """One unit per dataset, plus the shared test set."""
+        return [self.unit(d.name, sweep) for d in sweep.datasets] + [self.unit(TEST_UNIT, sweep)]
+
+
+def _audio_files(folder: Path, problems: list[str]) -> tuple[Path, ...]:
+    """Audio files directly in ``folder`` (sorted), reporting anything BirdNET could not read."""
+    import soundfile
+
+    files = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.is_dir():
+            continue
+        extension = entry.suffix.lower().lstrip(".")
+        if extension not in AUDIO_EXTENSIONS:
+            problems.append(f"{entry}: not an audio file (BirdNET reads {', '.join(sorted(AUDIO_EXTENSIONS))})")
+            continue
+        if extension in _SNDFILE_EXTENSIONS:
+            try:
+                info = soundfile.info(str(entry))
+            except Exception as err:  # libsndfile raises several types for corrupt headers
+                problems.append(f"{entry}: unreadable audio ({err})")
+                continue
+            if info.frames == 0:
+                problems.append(f"{entry}: audio file holds no samples")
+                continue
+        files.append(entry.resolve())
+    return tuple(files)
+
+
+def _class_folder(folder: Path, what: str, problems: list[str]) -> tuple[Path, ...]:
+    if not folder.is_dir():
+        problems.append(f"{folder}: missing ({what})")
+        return ()
+    files = _audio_files(folder, problems)
+    if not files:
+        problems.append(f"{folder}: no audio files ({what})")
+    return files
+
+
+def inspect(root: Path, sweep: Sweep) -> Inventory:
+    """Check the whole source layout for this sweep and return what it holds, or raise listing every problem."""
+    root = root.expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder does not exist")
+    root = root.resolve()
+    pos, neg = sweep.data.positive_class, sweep.data.negative_class
+    problems: list[str] = []
+    wanted_tiers = list(dict.fromkeys(t for d in sweep.datasets for t in d.tiers))
+    tiers = {
+        tier: _class_folder(root / "train" / pos / tier, f"positive tier '{tier}'", problems)
+        for tier in wanted_tiers
+    }
+    negatives = _class_folder(root / "train" / neg, "negative class for training", problems)
+    test_positives = _class_folder(root / "test" / pos, "positive test clips", problems)
+    test_negatives = _class_folder(root / "test" / neg, "negative test clips", problems)
+    if problems:
+        raise DataError(f"{root}: the data cannot be used:\n" + "\n".join(f"  {p}" for p in problems))
+    return Inventory(root, pos, neg, tiers, negatives, test_positives, test_negatives)
+
+
+def materialize(unit: EmbeddingUnit, positive_class: str, negative_class: str, dest: Path) -> Path:
+    """Lay ``unit`` out as BirdNET's class folders under ``dest`` with symlinks; returns the folder."""
+    folder = dest / slug(unit.name)
+    for label, files in ((positive_class, unit.positives), (negative_class, unit.negatives)):
+        class_dir = folder / label
+        class_dir.mkdir(parents=True, exist_ok=True)
+        for source in files:
+            # Tier folders may hold equal file names: prefix the parent folder to keep links distinct.
+            link = class_dir / f"{source.parent.name}__{source.name}"
+            if not link.is_symlink():
+                os.symlink(source, link)
+    return folder

@@ -1,0 +1,84 @@
+"""Running a submission on this machine through submitit's LocalExecutor, with a cap on workers.
+
+submitit's LocalExecutor starts every job at once, so the pending runs are dealt round-robin into
+``workers`` jobs; each job trains its share one run after another in one process (TensorFlow is
+imported once per worker). Embedding caches are built first, in one job that uses every core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import submitit
+
+from hpc_radr import runner
+from hpc_radr.results import has_result
+from hpc_radr.submission import Work
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class ExecutorError(RuntimeError):
+    """A submission that could not run; the message says where to look."""
+
+
+@dataclass
+class LocalOutcome:
+    trained: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _wait(jobs: list, count_done: Callable[[], int], total: int, phase: str, progress: Progress | None) -> None:
+    while not all(job.done() for job in jobs):
+        if progress:
+            progress(phase, count_done(), total)
+        time.sleep(0.5)
+    if progress:
+        progress(phase, count_done(), total)
+
+
+def run_local(work: Work, workers: int, force: bool = False, progress: Progress | None = None) -> LocalOutcome:
+    """Build missing caches, then train the pending runs with at most ``workers`` processes; block until done."""
+    started = time.perf_counter()
+    run_dir = work.manifest.run_dir
+    executor = submitit.LocalExecutor(folder=run_dir.submitit / "local" / "%j")
+    executor.update_parameters(timeout_min=7 * 24 * 60)
+    outcome = LocalOutcome(skipped=list(work.done_runs))
+
+    if work.missing_units:
+        job = executor.submit(runner.embed, run_dir.path, work.missing_units, runner.worker_cpus())
+        _wait([job], lambda: 0, len(work.missing_units), "embeddings", progress)
+        try:
+            job.result()
+        except submitit.core.utils.FailedJobError as err:
+            raise ExecutorError(f"embedding extraction failed; nothing was trained. Log: {job.paths.stderr}\n"
+                                f"{str(err).strip().splitlines()[-1]}") from None
+
+    todo = list(work.pending_runs)
+    if todo:
+        workers = max(1, min(workers, len(todo)))
+        threads = max(1, runner.worker_cpus() // workers)
+        chunks = [todo[k::workers] for k in range(workers)]
+        jobs = [executor.submit(runner.train, run_dir.path, chunk, force, threads) for chunk in chunks]
+
+        since = time.time() - 1
+
+        def finished() -> int:
+            """Runs whose result or failure record was written by this submission."""
+            paths = [p for run_id in todo for p in (run_dir.result(run_id), run_dir.failure(run_id))]
+            return sum(1 for p in paths if p.exists() and p.stat().st_mtime >= since)
+
+        _wait(jobs, finished, len(todo), "training", progress)
+        for job in jobs:
+            try:
+                job.result()
+            except submitit.core.utils.FailedJobError:
+                pass  # failures are recorded per run; counted below
+    for run_id in todo:
+        (outcome.trained if has_result(run_dir, run_id) else outcome.failed).append(run_id)
+    outcome.seconds = time.perf_counter() - started
+    return outcome

@@ -1,0 +1,65 @@
+"""Per-run result and failure records: what a task writes, and how later steps tell whole from broken.
+
+A result is valid only if it parses, carries the current schema and names the run it is stored under;
+anything else is reported as skipped with the reason, never counted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpc_radr.atomic import write_json
+from hpc_radr.manifest import RunDir
+
+RESULT_SCHEMA = 1
+TEST_METRICS = ("auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt",
+                "threshold_opt", "tp", "fp", "tn", "fn")
+
+
+@dataclass(frozen=True)
+class ResultRead:
+    """A run's result as found on disk: ``record`` when valid, else ``problem`` says why not."""
+
+    run_id: str
+    record: dict | None
+    problem: str | None
+
+
+def read_result(run_dir: RunDir, run_id: str) -> ResultRead:
+    path = run_dir.result(run_id)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ResultRead(run_id, None, None)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return ResultRead(run_id, None, f"{path}: corrupt result ({err})")
+    if not isinstance(record, dict) or record.get("schema") != RESULT_SCHEMA:
+        return ResultRead(run_id, None, f"{path}: not a result of schema {RESULT_SCHEMA}")
+    if record.get("run_id") != run_id:
+        return ResultRead(run_id, None, f"{path}: holds run {record.get('run_id')!r}, not {run_id!r}")
+    missing = [m for m in TEST_METRICS if m not in record.get("test", {})]
+    if missing:
+        return ResultRead(run_id, None, f"{path}: incomplete result, missing {', '.join(missing)}")
+    return ResultRead(run_id, record, None)
+
+
+def has_result(run_dir: RunDir, run_id: str) -> bool:
+    return read_result(run_dir, run_id).record is not None
+
+
+def write_result(run_dir: RunDir, run_id: str, record: dict) -> None:
+    write_json(run_dir.result(run_id), {"schema": RESULT_SCHEMA, "run_id": run_id, **record})
+    run_dir.failure(run_id).unlink(missing_ok=True)
+
+
+def write_failure(run_dir: RunDir, run_id: str, record: dict) -> None:
+    write_json(run_dir.failure(run_id), {"run_id": run_id, **record})
+
+
+def read_failure(run_dir: RunDir, run_id: str) -> dict | None:
+    try:
+        return json.loads(run_dir.failure(run_id).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

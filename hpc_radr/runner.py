@@ -1,0 +1,164 @@
+"""The task runner: what every executor runs on a worker, in-process (submitit) or via `hpc-radr run-task`.
+
+Two kinds of task: ``embed`` builds the embedding cache of some units; ``train`` runs some training runs,
+one after another in this process (TensorFlow is imported once per process, results are identical to
+one process per run because every run clears Keras' session and reseeds). A run whose valid result
+exists is skipped unless forced. A failing run leaves a failure record and does not stop the others;
+the task then raises at the end so schedulers mark it failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hpc_radr import embedding_cache
+from hpc_radr.datasets import TEST_UNIT, EmbeddingUnit, materialize
+from hpc_radr.manifest import Manifest, RunDir, load
+from hpc_radr.results import has_result, write_failure, write_result
+
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
+                   "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
+
+
+class TaskFailed(RuntimeError):
+    """Some runs of a task failed; their failure records hold the details."""
+
+
+@dataclass
+class TaskReport:
+    """What one task did, returned to the executor."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def worker_cpus() -> int:
+    """CPUs this process may use: Slurm's allocation or the affinity mask."""
+    for variable in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return len(os.sched_getaffinity(0))
+
+
+def _unit(manifest: Manifest, name: str) -> EmbeddingUnit:
+    spec = manifest.units[name]
+    return EmbeddingUnit(name, tuple(Path(p) for p in spec["positives"]), tuple(Path(p) for p in spec["negatives"]))
+
+
+def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None) -> embedding_cache.Embeddings:
+    """Load the unit's cache, building it first if missing; the data must still match the manifest."""
+    run_dir = manifest.run_dir
+    spec = manifest.units[name]
+    path = run_dir.cache_file(spec["key"])
+    with embedding_cache.exclusive(path):
+        if path.exists():
+            return embedding_cache.load(path, spec["key"])
+        unit = _unit(manifest, name)
+        try:
+            fingerprint = unit.fingerprint
+        except FileNotFoundError as err:
+            raise embedding_cache.CacheError(f"{err.filename}: data file gone since submit") from None
+        if fingerprint != spec["data_fingerprint"]:
+            raise embedding_cache.CacheError(
+                f"the data of '{name}' changed since submit (files added, removed or rewritten); "
+                "submit again into a new run directory to use the new data")
+        from hpc_radr.birdnet.embeddings import extract
+
+        data = manifest.sweep.data
+        folder = materialize(unit, data.positive_class, data.negative_class, run_dir.data)
+        settings = manifest.sweep.training
+        embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap,
+                             workers or worker_cpus(), len(unit.positives) + len(unit.negatives),
+                             data.positive_class)
+        embedding_cache.save(path, embeddings, spec["key"])
+        return embeddings
+
+
+def embed(run_dir: Path, units: list[str] | None = None, workers: int | None = None) -> list[str]:
+    """Build the caches of ``units`` (default: every unit); returns the unit names."""
+    manifest = load(RunDir(Path(run_dir)))
+    names = units or list(manifest.units)
+    for name in names:
+        ensure_embeddings(manifest, name, workers)
+    return names
+
+
+def _environment() -> dict:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "pid": os.getpid(),
+        "slurm": {k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
+    }
+
+
+def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None) -> TaskReport:
+    """Train ``run_ids`` one after another in this process."""
+    run_dir = RunDir(Path(run_dir))
+    manifest = load(run_dir)
+    report = TaskReport()
+    todo = []
+    for run_id in run_ids:
+        manifest.run(run_id)  # unknown ids fail before any work
+        (report.skipped if has_result(run_dir, run_id) and not force else todo).append(run_id)
+    if not todo:
+        return report
+
+    started = time.perf_counter()
+    from hpc_radr.birdnet import runtime, training
+
+    runtime.limit_threads(threads)
+    import_s = time.perf_counter() - started
+    settings = manifest.sweep.training
+    runtime.configure(manifest.model, settings.crop_mode, settings.overlap, threads or worker_cpus())
+    versions = runtime.versions()
+
+    for run_id in todo:
+        config = manifest.run(run_id)
+        log = run_dir.log(run_id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        begun = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                load_started = time.perf_counter()
+                train_set = ensure_embeddings(manifest, config.dataset)
+                test_set = ensure_embeddings(manifest, TEST_UNIT)
+                load_s = time.perf_counter() - load_started
+                outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
+            outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s)
+            write_result(run_dir, run_id, {
+                "configuration": config.as_dict(),
+                "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],
+                "training": settings.model_dump(),
+                "evaluation_protocol": settings.evaluation,
+                **outcome,
+                "model_file": str(run_dir.model(run_id)),
+                "versions": versions,
+                "environment": _environment(),
+                "gpus": runtime.gpus_seen(),
+                "started_at": begun,
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            })
+            report.trained.append(run_id)
+        except Exception as err:
+            write_failure(run_dir, run_id, {
+                "error": f"{type(err).__name__}: {err}".strip(),
+                "traceback": traceback.format_exc(),
+                "log": str(log),
+                "environment": _environment(),
+                "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            })
+            report.failed.append(run_id)
+    if report.failed:
+        raise TaskFailed(f"{len(report.failed)} of {len(run_ids)} runs failed: {', '.join(report.failed)}; "
+                         f"see {run_dir.path / 'failures'}")
+    return report
