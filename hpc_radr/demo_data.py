@@ -18,7 +18,7 @@ from scipy.signal import oaconvolve
 SAMPLE_RATE = 48_000  # BirdNET's rate: no resampling at extraction
 CLIP_SECONDS = 3.0
 # Call-to-background RMS ratio in dB per tier: what makes "low" quality annotations hard.
-TIER_SNR_DB = {"high": 6.0, "medium": -4.0, "low": -12.0}
+TIER_SNR_DB = {"high": 0.0, "medium": -9.0, "low": -16.0}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import submitit
+
 from hpc_radr import embedding_cache
 from hpc_radr.datasets import TEST_UNIT, EmbeddingUnit, materialize
 from hpc_radr.manifest import Manifest, RunDir, load
@@ -101,8 +103,9 @@ def _environment() -> dict:
     }
 
 
-def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None) -> TaskReport:
-    """Train ``run_ids`` one after another in this process."""
+def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None,
+          finished: list[str] | None = None) -> TaskReport:
+    """Train ``run_ids`` one after another in this process; ``finished`` collects each run as it ends."""
     run_dir = RunDir(Path(run_dir))
     manifest = load(run_dir)
     report = TaskReport()
@@ -149,6 +152,8 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             })
             report.trained.append(run_id)
+            if finished is not None:
+                finished.append(run_id)
         except Exception as err:
             write_failure(run_dir, run_id, {
                 "error": f"{type(err).__name__}: {err}".strip(),
@@ -162,3 +167,24 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
         raise TaskFailed(f"{len(report.failed)} of {len(run_ids)} runs failed: {', '.join(report.failed)}; "
                          f"see {run_dir.path / 'failures'}")
     return report
+
+
+class TrainTask(submitit.helpers.Checkpointable):
+    """``train`` as a callable submitit can requeue: on a time limit or preemption it resubmits itself
+    with the runs this attempt has not finished (finished ones are never trained twice)."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def __call__(self, run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None):
+        return train(run_dir, [r for r in run_ids if r not in self.finished], force, threads, self.finished)
+
+    def checkpoint(self, run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None):
+        return submitit.helpers.DelayedSubmission(self, run_dir, run_ids, force, threads)
+
+
+def collect_task(run_dir: Path) -> list[str]:
+    """The collect job at the end of a Slurm submission."""
+    from hpc_radr.collect import collect
+
+    return collect(run_dir).files

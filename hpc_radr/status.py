@@ -11,8 +11,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hpc_radr.executors import slurm_state
 from hpc_radr.manifest import Manifest, RunDir, load
 from hpc_radr.results import read_failure, read_result
+from hpc_radr.submission import read_submissions
 
 STATES = ("completed", "running", "pending", "failed", "cancelled", "timeout", "out_of_memory", "missing")
 
@@ -71,11 +73,54 @@ def run_states(manifest: Manifest) -> tuple[dict[str, tuple[str, str | None, str
     return states, problems
 
 
+def latest_tasks(run_dir: RunDir) -> tuple[dict[str, tuple[str, int | None]], list[dict]]:
+    """run_id -> (job id, array task) of its most recent submission, and the embedding job entries."""
+    tasks: dict[str, tuple[str, int | None]] = {}
+    embeds = []
+    for entry in read_submissions(run_dir):
+        if entry["kind"] == "embed":
+            embeds.append(entry)
+        elif entry["kind"] == "train":
+            for k, run_ids in enumerate(entry["tasks"]):
+                for run_id in run_ids:
+                    tasks[run_id] = (entry["job_id"], k if entry["array"] else None)
+    return tasks, embeds
+
+
+def _slurm_log(run_dir: RunDir, job: tuple[str, int | None]) -> str:
+    name = job[0] if job[1] is None else f"{job[0]}_{job[1]}"
+    return str(run_dir.submitit / name / f"{name}_0_log.err")
+
+
 def status(run_dir: Path) -> StatusReport:
+    """Per-configuration states from the result files, and from Slurm for submitted runs (one sacct call)."""
     manifest = load(RunDir(Path(run_dir)))
     states, problems = run_states(manifest)
+    tasks, embeds = latest_tasks(manifest.run_dir)
+    scheduler: dict = {}
+    if tasks or embeds:
+        try:
+            scheduler = slurm_state.query([job for job, _ in tasks.values()] + [e["job_id"] for e in embeds])
+        except slurm_state.SchedulerUnavailable as err:
+            problems.append(f"Slurm states unknown: {err}")
+    for entry in embeds:
+        raw = scheduler.get((entry["job_id"], None))
+        if raw and slurm_state.normalize(raw) not in ("pending", "running", "completed"):
+            problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
+                            f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
     rows = []
     for config in manifest.configurations:
         state, error, log = states[config.run_id]
-        rows.append(ConfigurationStatus(**config.as_dict(), state=state, error=error, log=log))
+        job = tasks.get(config.run_id)
+        raw = scheduler.get(job) if job else None
+        if raw and state != "completed":
+            slurm = slurm_state.normalize(raw)
+            if slurm == "completed":
+                state, error = "failed", error or "the task ended without writing a result"
+            else:
+                state = slurm
+            if state not in ("pending", "running"):
+                log = log or _slurm_log(manifest.run_dir, job)
+        rows.append(ConfigurationStatus(**config.as_dict(), state=state, error=error, log=log, scheduler_state=raw,
+                                        job_id=(job[0] if job[1] is None else f"{job[0]}_{job[1]}") if job else None))
     return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems)

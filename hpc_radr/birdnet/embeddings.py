@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from hpc_radr.birdnet.model_files import ModelFiles
@@ -22,7 +23,13 @@ def extract(folder: Path, model: ModelFiles, crop_mode: str, overlap: float, wor
     configure(model, crop_mode, overlap, workers)
     cfg.TRAIN_DATA_PATH = str(folder)
     cfg.TEST_DATA_PATH = None
-    x, y, _, _, labels = _load_training_data(cache_mode=None)
+    # BirdNET forks a Pool and ends it with SIGTERM; submitit's job handler (inherited by the fork)
+    # ignores SIGTERM, which left the pool hanging. Forked workers get the default handler instead.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        x, y, _, _, labels = _load_training_data(cache_mode=None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not cfg.BINARY_CLASSIFICATION or labels != [positive_class]:
         raise ExtractionError(f"{folder}: expected one class '{positive_class}' plus non-events, BirdNET saw {labels}")
     one_per_file = crop_mode in ("center", "first")

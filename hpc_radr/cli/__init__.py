@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hpc_radr.cli import collect, demo, plan, run_task, status, submit
+from hpc_radr.cli import collect, demo, plan, resubmit, run_task, status, submit
 
 app = typer.Typer(
     name="hpc-radr",
@@ -12,8 +12,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-for module in (plan, submit, status, collect, run_task, demo):
+for module in (plan, submit, status, resubmit, collect, run_task, demo):
     module.register(app)
 
 

@@ -16,7 +16,7 @@ def show_summary(summary) -> None:
     for column in ("dataset", "mode", "ratio", "focal", "n", "AUPRC", "AUROC", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column not in ("dataset", "mode") else "left")
     for row in summary.itertuples(index=False):
-        cells = [f"{getattr(row, m + '_mean'):.3f} ± {getattr(row, m + '_std'):.3f}"
+        cells = [f"{getattr(row, m + '_mean'):.3f}±{getattr(row, m + '_std'):.3f}"
                  for m in ("auprc", "auroc", "precision", "recall", "f1")]
         table.add_row(row.dataset, row.upsampling_mode, f"{row.upsampling_ratio:g}", "on" if row.focal_loss else "off",
                       str(row.n_seeds), *cells)

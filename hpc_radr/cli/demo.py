@@ -6,15 +6,17 @@ from pathlib import Path
 
 import typer
 
-from hpc_radr.cli import collect, submit
-from hpc_radr.cli.output import console
+from hpc_radr.cli import collect, dispatch
+from hpc_radr.cli.output import console, user_errors
 from hpc_radr.cli.plan import DEFAULT_SWEEP
+
+DEMO_EPOCHS = 20  # the demo profile: 108 configurations in minutes on 2 cores
 
 
 def demo(
     run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run directory."),
     data: Path = typer.Option(Path("runs/demo-data"), "--data", help="Where the demo data is generated."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the sweep's epochs."),
+    epochs: int = typer.Option(DEMO_EPOCHS, "--epochs", min=1, help="Training epochs (the sweep file says 50)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Concurrent worker processes."),
 ) -> None:
     """Generate the synthetic tiered demo data (once), run all 108 configurations locally, collect."""
@@ -23,9 +25,15 @@ def demo(
     if not (data / "README.txt").exists():
         console.print(f"generating synthetic demo data in {data}")
         generate(data)
-    submit.submit(sweep=DEFAULT_SWEEP, data=data, executor=submit.ExecutorName.local, run_dir=run_dir,
-                  workers=workers, epochs=epochs, literal=False, force=False, model=None, as_json=False)
-    collect.collect(run_dir=run_dir, as_json=False)
+    from hpc_radr.submission import prepare
+
+    with user_errors():
+        manifest = prepare(DEFAULT_SWEEP, run_dir, data, None, dedupe=True,
+                           overrides={"epochs": epochs})
+    try:
+        dispatch.run(manifest, dispatch.ExecutorName.local, workers, False, False, False, None)
+    finally:
+        collect.collect(run_dir=run_dir, as_json=False)
 
 
 def register(app: typer.Typer) -> None:

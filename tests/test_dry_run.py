@@ -1,0 +1,44 @@
+"""`--dry-run` renders exactly what submitit would submit, pinned by a golden file, and creates nothing."""
+
+import os
+import sys
+from pathlib import Path
+
+from hpc_radr.executors.slurm import SlurmOptions, submit_slurm
+from hpc_radr.submission import prepare, remaining
+
+from conftest import write_sweep
+
+GOLDEN = Path(__file__).parent / "golden" / "dry_run.sbatch"
+
+
+def render_all(small_data, folder: Path) -> str:
+    sweep = write_sweep(folder, name="golden", modes='["linear", "smote"]', ratios="[0.0, 1.0]", seeds="[7]")
+    run_dir = folder / "run"
+    manifest = prepare(sweep, run_dir, small_data, None, dedupe=True, overrides={}, write=False)
+    assert not run_dir.exists()
+    options = SlurmOptions(partition="gpu", account="bio lab's", qos="normal", array_parallelism=4,
+                           extra_sbatch={"constraint": "a100|v100", "hold": True},
+                           setup=["module load cuda/12.2", "source '/opt/envs/radr env/bin/activate'"])
+    jobs = submit_slurm(remaining(manifest), options, dry_run=True, array_limit=5)
+    assert not run_dir.exists()
+    text = "\n".join(f"### {job.name} ({len(job.tasks)} tasks) after_ok={job.after_ok} after_any={job.after_any}\n"
+                     f"{job.script}" for job in jobs)
+    return text.replace(str(run_dir.resolve()), "<RUN_DIR>").replace(sys.executable, "<PYTHON>")
+
+
+def test_dry_run_matches_the_golden_file(small_data, tmp_path):
+    text = render_all(small_data, tmp_path)
+    if os.environ.get("HPC_RADR_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "rerun with HPC_RADR_UPDATE_GOLDEN=1 if the change is intended"
+
+
+def test_golden_chain_shape(small_data, tmp_path):
+    text = render_all(small_data, tmp_path)
+    # 2 datasets x (1 shared ratio-0 run + 2 modes at ratio 1.0) x focal off x 1 seed = 6 runs, MaxArraySize 5
+    assert "#SBATCH --array=0-4%4" in text and "#SBATCH --array=0-0%1" not in text
+    assert text.count("### embed:") == 3 and text.count("### train:") == 2
+    assert "#SBATCH --account='bio lab'\"'\"'s'" in text
+    assert "#SBATCH --constraint='a100|v100'" in text and "#SBATCH --hold\n" in text
+    assert "source '/opt/envs/radr env/bin/activate'" in text

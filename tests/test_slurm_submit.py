@@ -1,0 +1,142 @@
+"""The cluster workflow against the project's real Slurm test cluster: submit, status, cancel, resubmit, collect.
+
+Needs scripts/slurm-cluster running (scripts/test starts it; it sets MaxArraySize=8 for the split test).
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_sweep
+
+ONE_DATASET = """
+[[datasets]]
+name = "high_medium"
+tiers = ["high", "medium"]
+"""
+
+pytestmark = pytest.mark.slurm
+ACTIVE = {"pending", "running"}
+
+
+def cli(env, *args, check=True):
+    done = subprocess.run([sys.executable, "-m", "hpc_radr", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def slurm(env, *args):
+    done = subprocess.run(list(args), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def job_fields(env, job_id) -> list[dict[str, str]]:
+    """`scontrol show job -o` parsed: one dict per (array) task record."""
+    records = []
+    for line in slurm(env, "scontrol", "show", "job", "-o", job_id).splitlines():
+        fields = {}
+        for token in line.split():
+            key, _, value = token.partition("=")
+            fields[key] = value
+        records.append(fields)
+    return records
+
+
+def wait_until_settled(env, run_dir, limit_s=900) -> dict:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        report = json.loads(cli(env, "status", run_dir, "--json").stdout)
+        if not ACTIVE & set(report["counts"]):
+            return report
+        time.sleep(3)
+    pytest.fail(f"jobs still active after {limit_s} s: {report['counts']}")
+
+
+@pytest.fixture(scope="module")
+def submitted(slurm_env, small_data, tmp_path_factory):
+    """A 4-run sweep submitted to the gpu partition, one task at a time, with one task cancelled at once."""
+    folder = tmp_path_factory.mktemp("slurm")
+    sweep = write_sweep(folder, name="slurmsmall", modes='["linear"]', ratios="[0.0, 0.5]", seeds="[1, 2]",
+                        epochs=3, datasets=ONE_DATASET)
+    run_dir = folder / "run"
+    out = cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
+              "--array-parallelism", "1", "--cpus-per-task", "1", "--json").stdout
+    jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    array = jobs["train:0"]
+    cancelled_task = len(array["tasks"]) - 1
+    slurm(slurm_env, "scancel", f"{array['job_id']}_{cancelled_task}")
+    return {"run_dir": run_dir, "jobs": jobs, "cancelled": array["tasks"][cancelled_task][0],
+            "fields": {name: job_fields(slurm_env, job["job_id"]) for name, job in jobs.items()}}
+
+
+def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
+    jobs = submitted["jobs"]
+    assert sorted(jobs) == ["collect", "embed:high_medium", "embed:test", "train:0"]
+    array = jobs["train:0"]
+    assert len(array["tasks"]) == 4  # 4 configurations, 4 unique runs (ratio 0.0 with one mode)
+    records = submitted["fields"]["train:0"]
+    assert {r["ArrayJobId"] for r in records} == {array["job_id"]}
+    assert any(r.get("ArrayTaskId", "").startswith("0-3") or r.get("ArrayTaskId") == "0" for r in records)
+    first = records[0]
+    assert "gres:gpu:1" in first.get("TresPerNode", "") or "gpu:1" in first.get("TresPerNode", "")
+    for embed in ("embed:high_medium", "embed:test"):
+        assert jobs[embed]["job_id"] in first["Dependency"] and "afterok" in first["Dependency"]
+    collect = submitted["fields"]["collect"][0]
+    assert "afterany" in collect["Dependency"] and array["job_id"] in collect["Dependency"]
+
+
+def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, slurm_env):
+    run_dir = submitted["run_dir"]
+    report = wait_until_settled(slurm_env, run_dir)
+    assert report["counts"] == {"completed": 3, "cancelled": 1}
+    cancelled = [c for c in report["configurations"] if c["state"] == "cancelled"]
+    assert [c["run_id"] for c in cancelled] == [submitted["cancelled"]]
+    assert cancelled[0]["scheduler_state"].startswith("CANCELLED") and cancelled[0]["log"]
+    human = cli(slurm_env, "status", run_dir).stdout
+    assert "cancelled" in human and submitted["cancelled"] in human
+
+    # the collect job ran after the array ended
+    deadline = time.monotonic() + 120
+    while not (run_dir / "results.csv").exists() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert (run_dir / "results.csv").exists()
+
+    out = json.loads(cli(slurm_env, "resubmit", run_dir, "--partition", "gpu", "--json").stdout)
+    trains = [j for j in out["jobs"] if j["kind"] == "train"]
+    assert [j["tasks"] for j in trains] == [[[submitted["cancelled"]]]]
+    assert not [j for j in out["jobs"] if j["kind"] == "embed"]  # caches exist already
+    report = wait_until_settled(slurm_env, run_dir)
+    assert report["counts"] == {"completed": 4}
+    collected = json.loads(cli(slurm_env, "collect", run_dir, "--json").stdout)
+    assert len(collected["rows"]) == 4 and not collected["missing"] and not collected["failed"]
+    result = json.loads((run_dir / "results" / f"{submitted['cancelled']}.json").read_text())
+    assert result["environment"]["slurm"]["SLURM_JOB_PARTITION"] == "gpu"
+    assert result["gpus"]["CUDA_VISIBLE_DEVICES"] is not None
+
+
+def test_arrays_larger_than_max_array_size_are_split(slurm_env, small_data, tmp_path):
+    max_array = int(next(line.split("=")[1] for line in slurm(slurm_env, "scontrol", "show", "config").splitlines()
+                         if line.startswith("MaxArraySize")))
+    assert max_array == 8, "scripts/test starts the test cluster with --max-array-size 8"
+    sweep = write_sweep(tmp_path, name="splitme", modes='["linear", "mean"]', ratios="[0.5, 1.0]",
+                        seeds="[1, 2, 3]", epochs=1)  # 2 datasets x 2 x 2 x 3 = 24 runs -> 8 + 8 + 8
+    out = json.loads(cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", tmp_path / "run",
+                         "--partition", "gpu", "--sbatch", "hold", "--json").stdout)
+    try:
+        arrays = [j for j in out["jobs"] if j["kind"] == "train"]
+        assert [len(j["tasks"]) for j in arrays] == [8, 8, 8]
+        seen = [run for j in arrays for task in j["tasks"] for run in task]
+        assert len(seen) == len(set(seen)) == 24
+        for job in arrays:
+            records = job_fields(slurm_env, job["job_id"])
+            assert records[0]["ArrayTaskId"].startswith("0-7")
+            assert records[0]["JobState"] == "PENDING"
+    finally:
+        slurm(slurm_env, "scancel", *[j["job_id"] for j in out["jobs"]])
