@@ -87,9 +87,11 @@ def latest_tasks(run_dir: RunDir) -> tuple[dict[str, tuple[str, int | None]], li
     return tasks, embeds
 
 
-def _slurm_log(run_dir: RunDir, job: tuple[str, int | None]) -> str:
+def _slurm_log(run_dir: RunDir, job: tuple[str, int | None]) -> str | None:
+    """The task's stderr as submitit lays it out, if the task ever started."""
     name = job[0] if job[1] is None else f"{job[0]}_{job[1]}"
-    return str(run_dir.submitit / name / f"{name}_0_log.err")
+    path = run_dir.submitit / name / f"{name}_0_log.err"
+    return str(path) if path.exists() else None
 
 
 def status(run_dir: Path) -> StatusReport:
@@ -108,11 +110,16 @@ def status(run_dir: Path) -> StatusReport:
         if raw and slurm_state.normalize(raw) not in ("pending", "running", "completed"):
             problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
                             f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
+    seen = {job for job, _ in scheduler}
+    busy = {job for (job, _), raw in scheduler.items() if slurm_state.normalize(raw) in ("pending", "running")}
     rows = []
     for config in manifest.configurations:
         state, error, log = states[config.run_id]
         job = tasks.get(config.run_id)
         raw = scheduler.get(job) if job else None
+        if job and raw is None and job[0] in seen and job[0] not in busy:
+            # Slurm 22.05 keeps no record of an array task cancelled before it started.
+            raw = "CANCELLED before it started (no Slurm record of the task)"
         if raw and state != "completed":
             slurm = slurm_state.normalize(raw)
             if slurm == "completed":

@@ -63,7 +63,7 @@ def real_source(tmp_path_factory) -> Path:
 
 
 def test_real_recordings_train_and_score(real_source, tmp_path):
-    sweep = write_sweep(tmp_path, name="real", modes='["smote"]', ratios="[0.5]", seeds="[1]", epochs=10)
+    sweep = write_sweep(tmp_path, name="real", modes='["smote"]', ratios="[1.0]", seeds="[1]", epochs=10)
     manifest = prepare(sweep, tmp_path / "run", real_source, None, dedupe=True, overrides={})
     outcome = run_local(remaining(manifest), workers=1)
     assert not outcome.failed and len(outcome.trained) == 2

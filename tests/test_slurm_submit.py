@@ -69,11 +69,11 @@ def submitted(slurm_env, small_data, tmp_path_factory):
     out = cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
               "--array-parallelism", "1", "--cpus-per-task", "1", "--json").stdout
     jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
+    fields = {name: job_fields(slurm_env, job["job_id"]) for name, job in jobs.items()}
     array = jobs["train:0"]
     cancelled_task = len(array["tasks"]) - 1
     slurm(slurm_env, "scancel", f"{array['job_id']}_{cancelled_task}")
-    return {"run_dir": run_dir, "jobs": jobs, "cancelled": array["tasks"][cancelled_task][0],
-            "fields": {name: job_fields(slurm_env, job["job_id"]) for name, job in jobs.items()}}
+    return {"run_dir": run_dir, "jobs": jobs, "cancelled": array["tasks"][cancelled_task][0], "fields": fields}
 
 
 def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
@@ -83,7 +83,7 @@ def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
     assert len(array["tasks"]) == 4  # 4 configurations, 4 unique runs (ratio 0.0 with one mode)
     records = submitted["fields"]["train:0"]
     assert {r["ArrayJobId"] for r in records} == {array["job_id"]}
-    assert any(r.get("ArrayTaskId", "").startswith("0-3") or r.get("ArrayTaskId") == "0" for r in records)
+    assert records[0]["ArrayTaskId"] == "0-3%1"  # one array, 4 tasks, one at a time
     first = records[0]
     assert "gres:gpu:1" in first.get("TresPerNode", "") or "gpu:1" in first.get("TresPerNode", "")
     for embed in ("embed:high_medium", "embed:test"):
@@ -98,7 +98,7 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     assert report["counts"] == {"completed": 3, "cancelled": 1}
     cancelled = [c for c in report["configurations"] if c["state"] == "cancelled"]
     assert [c["run_id"] for c in cancelled] == [submitted["cancelled"]]
-    assert cancelled[0]["scheduler_state"].startswith("CANCELLED") and cancelled[0]["log"]
+    assert cancelled[0]["scheduler_state"].startswith("CANCELLED")  # before it started: Slurm keeps no record
     human = cli(slurm_env, "status", run_dir).stdout
     assert "cancelled" in human and submitted["cancelled"] in human
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -13,16 +14,34 @@ from hpc_radr.cli.output import console, emit_json, user_errors
 def status(
     run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
     as_json: bool = typer.Option(False, "--json", help="Per-configuration states as JSON."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until nothing is pending or running (Ctrl-C stops)."),
+    interval: float = typer.Option(30.0, "--interval", min=5.0, help="Seconds between refreshes with --watch."),
 ) -> None:
-    """Show the state of every configuration: completed, failed or missing."""
+    """Show the state of every configuration (completed, pending, running, failed, cancelled, timeout,
+    out of memory, missing) from the result files and one Slurm query, with each failure's log."""
     from hpc_radr.manifest import resolve_run_dir
     from hpc_radr.status import status as compute
 
     with user_errors():
-        report = compute(resolve_run_dir(run_dir).path)
+        path = resolve_run_dir(run_dir).path
+        report = compute(path)
     if as_json:
         emit_json(report.as_dict())
         return
+    try:
+        while True:
+            show(report)
+            if not watch or not {"pending", "running"} & set(report.counts):
+                return
+            time.sleep(interval)
+            report = compute(path)
+            console.clear()
+    except KeyboardInterrupt:
+        return
+
+
+def show(report) -> None:
+    """Counts per state, then every configuration that needs attention."""
     counts = ", ".join(f"{state} {n}" for state, n in report.counts.items())
     console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
     for problem in report.problems:

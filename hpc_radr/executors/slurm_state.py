@@ -1,7 +1,5 @@
-"""Slurm's view of submitted jobs: one ``sacct`` call for all of a run directory's jobs, never one per task.
-
-Without accounting (sacct disabled) it falls back to one ``squeue`` call, which knows only jobs that are
-still queued or running.
+"""Slurm's view of submitted jobs: one ``squeue`` and one ``sacct`` call for all of a run directory's jobs,
+never one per task. Without accounting (sacct disabled) only queued and running tasks are known.
 """
 
 from __future__ import annotations
@@ -58,21 +56,24 @@ def parse(lines: str) -> dict[tuple[str, int | None], str]:
     return states
 
 
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise SchedulerUnavailable(f"{command[0]} not found: not a Slurm node") from None
+
+
 def query(job_ids: list[str]) -> dict[tuple[str, int | None], str]:
-    """Raw Slurm state of every task of ``job_ids``, in one call."""
+    """Raw Slurm state of every task of ``job_ids``: one squeue call (queued and running tasks, which sacct
+    may not list yet) and one sacct call (ended tasks); squeue wins where both answer."""
     if not job_ids:
         return {}
     joined = ",".join(sorted(set(job_ids)))
-    try:
-        done = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", joined],
-                              capture_output=True, text=True, timeout=120)
-        if done.returncode == 0:
-            return parse(done.stdout)
-        done = subprocess.run(["squeue", "--array", "-h", "-o", "%i|%T", "-j", joined],
-                              capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise SchedulerUnavailable("sacct and squeue not found: not a Slurm node") from None
-    if done.returncode != 0 and "Invalid job id" not in done.stderr:
-        raise SchedulerUnavailable(f"squeue failed: {done.stderr.strip()}")
-    return parse(done.stdout)
-
+    ended = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", joined])
+    active = _run(["squeue", "--array", "-h", "-o", "%i|%T", "-j", joined])
+    if active.returncode != 0 and "Invalid job id" not in active.stderr:
+        reason = (active.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SchedulerUnavailable(f"squeue failed: {reason} (is SLURM_CONF set?)")
+    states = parse(ended.stdout) if ended.returncode == 0 else {}
+    states.update(parse(active.stdout))
+    return states

@@ -1,0 +1,90 @@
+"""`hpc-radr scripts`: plain sbatch scripts for a run directory, for users who submit with `sbatch` themselves."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from hpc_radr.cli import dispatch as d
+from hpc_radr.cli.output import console, emit_json, errors, user_errors
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def scripts(
+    run_dir: Path | None = typer.Argument(None, help="Run directory made by `hpc-radr submit` [default: runs/latest]."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the scripts into (created if missing)."),
+    max_array: int = typer.Option(1001, "--max-array", min=1,
+                                  help="The cluster's MaxArraySize: larger sweeps are split into several arrays."),
+    as_json: d.AsJson = False,
+    partition: d.Partition = None,
+    gpus: d.Gpus = None,
+    cpus: d.Cpus = 2,
+    mem_gb: d.MemGb = 4,
+    time_min: d.TimeMin = 60,
+    account: d.Account = None,
+    qos: d.Qos = None,
+    throttle: d.Throttle = 32,
+    sbatch: d.Sbatch = [],
+    setup: d.Setup = [],
+) -> None:
+    """Write sbatch scripts (one embedding job per unit, training arrays, collect) and submit-all.sh.
+
+    Array task i of train-K.sbatch trains run i + OFFSET of the manifest (one run per task); submit-all.sh
+    submits everything in order with the same dependencies as `hpc-radr submit`.
+    """
+    from hpc_radr.atomic import write_atomic
+    from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, TemplateError, render_scripts
+    from hpc_radr.manifest import load, resolve_run_dir
+
+    options = d.slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, 1, sbatch, setup)
+    with user_errors((TemplateError,)):
+        manifest = load(resolve_run_dir(run_dir))
+        rendered = render_scripts(manifest, options, max_array=max_array)
+    out = out.resolve()
+    mask = _umask()
+    written = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            mode = (0o777 if name == SUBMIT_ALL else 0o666) & ~mask
+
+            def write(handle, text=text, mode=mode) -> None:
+                handle.write(text.encode("utf-8"))
+                os.fchmod(handle.fileno(), mode)
+
+            write_atomic(out / name, write)
+            written.append(out / name)
+    except OSError as err:
+        errors.print(f"error: --out {out}: {err}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    stale = sorted(p.name for pattern in ("embed-*.sbatch", "train-*.sbatch") for p in out.glob(pattern)
+                   if p.name not in rendered)
+    submit = f"bash {shlex.quote(str(out / SUBMIT_ALL))}"
+    if as_json:
+        emit_json({"run_dir": str(manifest.run_dir.path.resolve()), "out": str(out),
+                   "files": [str(p) for p in written], "stale": stale, "submit": submit})
+        return
+    runs = len(manifest.runs)
+    arrays = sum(name.startswith("train-") for name in rendered)
+    console.print(f"{manifest.sweep.name}: {len(manifest.units)} embedding jobs, {runs} runs in {arrays} "
+                  f"training array{'s' * (arrays != 1)}, 1 collect job; scripts in {out}:", markup=False,
+                  highlight=False)
+    for path in written:
+        console.print(f"  {path.name}", markup=False, highlight=False)
+    if stale:
+        console.print(f"[yellow]note:[/] left from an earlier render, not used by {SUBMIT_ALL}: "
+                      f"{escape(', '.join(stale))}", highlight=False)
+    console.print(f"submit with: {submit}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(scripts)
