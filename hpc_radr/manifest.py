@@ -163,23 +163,31 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
     return raw, sweep
 
 
-def freeze(run_dir: RunDir, raw: dict) -> Manifest:
-    """Create the run directory with its manifest, or accept an existing one that froze the same sweep."""
-    if run_dir.manifest.exists():
-        existing = load(run_dir)
-        same = (existing.raw["configurations"] == raw["configurations"]
-                and existing.raw["units"] == raw["units"]
-                and existing.sweep.training == apply_overrides(parse_sweep(raw["sweep_text"], "sweep"),
-                                                               raw["overrides"]).training)
-        if not same:
-            raise RunDirError(
-                f"{run_dir.path}: already holds a different submission (sweep, data or settings differ); "
-                "choose another --run-dir, or use `hpc-radr resubmit` to finish the frozen one")
-        return existing
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    (run_dir.path / "sweep.toml").write_text(raw["sweep_text"], encoding="utf-8")
-    write_json(run_dir.manifest, raw)
-    return Manifest(raw, run_dir)
+def existing(run_dir: RunDir, raw: dict) -> Manifest | None:
+    """The run directory's manifest if it froze this same submission; None if there is none yet."""
+    if not run_dir.manifest.exists():
+        return None
+    found = load(run_dir)
+    same = (found.raw["configurations"] == raw["configurations"]
+            and found.raw["units"] == raw["units"]
+            and found.sweep.training == apply_overrides(parse_sweep(raw["sweep_text"], "sweep"),
+                                                        raw["overrides"]).training)
+    if not same:
+        raise RunDirError(
+            f"{run_dir.path}: already holds a different submission (sweep, data or settings differ); "
+            "choose another --run-dir, or use `hpc-radr resubmit` to finish the frozen one")
+    return found
+
+
+def freeze(manifest: Manifest) -> Manifest:
+    """Write a planned manifest into its (new) run directory; the point of no return of a submission."""
+    run_dir = manifest.run_dir
+    if not run_dir.manifest.exists():
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        (run_dir.path / "sweep.toml").write_text(manifest.raw["sweep_text"], encoding="utf-8")
+        write_json(run_dir.manifest, manifest.raw)
+    point_latest(run_dir)
+    return manifest
 
 
 def load(run_dir: RunDir) -> Manifest:

@@ -184,7 +184,9 @@ class TrainTask(submitit.helpers.Checkpointable):
 
 
 def collect_task(run_dir: Path) -> list[str]:
-    """The collect job at the end of a Slurm submission."""
+    """The collect job at the end of a Slurm submission: the merged tables and the report."""
     from hpc_radr.collect import collect
+    from hpc_radr.report import build_report
 
-    return collect(run_dir).files
+    found = collect(run_dir)
+    return [*found.files, str(build_report(run_dir, (found.table, found.problems)).html)]

@@ -120,6 +120,8 @@ def status(run_dir: Path) -> StatusReport:
         if job and raw is None and job[0] in seen and job[0] not in busy:
             # Slurm 22.05 keeps no record of an array task cancelled before it started.
             raw = "CANCELLED before it started (no Slurm record of the task)"
+        elif job and raw is None and state != "completed":
+            error = error or "no Slurm record yet (accounting lists ended jobs a few seconds late)"
         if raw and state != "completed":
             slurm = slurm_state.normalize(raw)
             if slurm == "completed":

@@ -29,15 +29,14 @@ class Work:
 
 def prepare(sweep: Path, run_dir: Path | None, data: Path | None, model: Path | None, dedupe: bool,
             overrides: dict, write: bool = True) -> Manifest:
-    """Validate the sweep, data and model, then create (or reuse) the run directory. Nothing is written on
-    error; with ``write=False`` (dry runs) nothing is written at all."""
+    """Validate the sweep, data and model against the run directory, and with ``write`` freeze the manifest.
+
+    Without ``write`` nothing is written: callers freeze (``manifest.freeze``) once nothing can fail any more."""
     raw, parsed = manifests.plan_manifest(sweep, data, model, dedupe, overrides)
     target = RunDir(run_dir or manifests.DEFAULT_RUNS_ROOT / parsed.name)
-    if not write:
-        return manifests.load(target) if target.manifest.exists() else Manifest(raw, target)
-    frozen = manifests.freeze(target, raw)
-    manifests.point_latest(frozen.run_dir)
-    return frozen
+    found = manifests.existing(target, raw)
+    planned = found or Manifest(raw, target)
+    return manifests.freeze(planned) if write else planned
 
 
 def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = frozenset()) -> Work:

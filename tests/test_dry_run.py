@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from hpc_radr.executors.slurm import SlurmOptions, submit_slurm
+from hpc_radr.executors.slurm import SlurmOptions, plan_slurm
 from hpc_radr.submission import prepare, remaining
 
 from conftest import write_sweep
@@ -20,7 +20,7 @@ def render_all(small_data, folder: Path) -> str:
     options = SlurmOptions(partition="gpu", account="bio lab's", qos="normal", array_parallelism=4,
                            extra_sbatch={"constraint": "a100|v100", "hold": True},
                            setup=["module load cuda/12.2", "source '/opt/envs/radr env/bin/activate'"])
-    jobs = submit_slurm(remaining(manifest), options, dry_run=True, array_limit=5)
+    jobs = plan_slurm(remaining(manifest), options, array_limit=5)
     assert not run_dir.exists()
     text = "\n".join(f"### {job.name} ({len(job.tasks)} tasks) after_ok={job.after_ok} after_any={job.after_any}\n"
                      f"{job.script}" for job in jobs)

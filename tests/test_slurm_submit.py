@@ -4,6 +4,8 @@ Needs scripts/slurm-cluster running (scripts/test starts it; it sets MaxArraySiz
 """
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -49,14 +51,16 @@ def job_fields(env, job_id) -> list[dict[str, str]]:
     return records
 
 
-def wait_until_settled(env, run_dir, limit_s=900) -> dict:
+def wait_until_settled(env, run_dir, expect=None, limit_s=900) -> dict:
+    """Poll status until nothing is queued or running (and, given ``expect``, the counts match it:
+    sacct lists finished tasks a few seconds late)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         report = json.loads(cli(env, "status", run_dir, "--json").stdout)
-        if not ACTIVE & set(report["counts"]):
+        if not ACTIVE & set(report["counts"]) and (expect is None or report["counts"] == expect):
             return report
         time.sleep(3)
-    pytest.fail(f"jobs still active after {limit_s} s: {report['counts']}")
+    pytest.fail(f"status after {limit_s} s: {report['counts']}, expected {expect or 'nothing active'}")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +98,7 @@ def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
 
 def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, slurm_env):
     run_dir = submitted["run_dir"]
-    report = wait_until_settled(slurm_env, run_dir)
-    assert report["counts"] == {"completed": 3, "cancelled": 1}
+    report = wait_until_settled(slurm_env, run_dir, expect={"completed": 3, "cancelled": 1})
     cancelled = [c for c in report["configurations"] if c["state"] == "cancelled"]
     assert [c["run_id"] for c in cancelled] == [submitted["cancelled"]]
     assert cancelled[0]["scheduler_state"].startswith("CANCELLED")  # before it started: Slurm keeps no record
@@ -112,8 +115,7 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     trains = [j for j in out["jobs"] if j["kind"] == "train"]
     assert [j["tasks"] for j in trains] == [[[submitted["cancelled"]]]]
     assert not [j for j in out["jobs"] if j["kind"] == "embed"]  # caches exist already
-    report = wait_until_settled(slurm_env, run_dir)
-    assert report["counts"] == {"completed": 4}
+    wait_until_settled(slurm_env, run_dir, expect={"completed": 4})
     collected = json.loads(cli(slurm_env, "collect", run_dir, "--json").stdout)
     assert len(collected["rows"]) == 4 and not collected["missing"] and not collected["failed"]
     result = json.loads((run_dir / "results" / f"{submitted['cancelled']}.json").read_text())
@@ -140,3 +142,35 @@ def test_arrays_larger_than_max_array_size_are_split(slurm_env, small_data, tmp_
             assert records[0]["JobState"] == "PENDING"
     finally:
         slurm(slurm_env, "scancel", *[j["job_id"] for j in out["jobs"]])
+
+
+HOSTILE = "we ird 'q' $(touch PWNED) `touch PWNED` ; x"
+
+
+def test_hostile_names_paths_and_setup_reach_the_job_exactly(slurm_env, small_data, tmp_path):
+    base = tmp_path / HOSTILE
+    data = shutil.copytree(small_data, base / "data")
+    sweep = write_sweep(base, name="hostile", modes='["linear"]', ratios="[0.0]", seeds="[1]", epochs=1,
+                        datasets='\n[[datasets]]\nname = "a b; $(touch PWNED) `x`"\ntiers = ["high"]\n')
+    marker = base / "setup marker"
+    setup = f"printf '%s' 'it'\"'\"'s $(touch PWNED) `x`; ok' > {shlex.quote(str(marker))}"
+    run_dir = base / "run dir"
+    out = json.loads(cli(slurm_env, "submit", sweep, "--data", data, "--run-dir", run_dir, "--partition", "gpu",
+                         "--setup", setup, "--json").stdout)
+    assert {j["kind"] for j in out["jobs"]} == {"embed", "train", "collect"}
+    report = wait_until_settled(slurm_env, run_dir, expect={"completed": 1})
+    row = report["configurations"][0]
+    assert row["dataset"] == "a b; $(touch PWNED) `x`"
+    assert marker.read_text() == "it's $(touch PWNED) `x`; ok"
+    assert not list(tmp_path.rglob("PWNED")) and not (Path.cwd() / "PWNED").exists()
+
+
+def test_an_option_the_cluster_rejects_submits_and_creates_nothing(slurm_env, small_data, tmp_path):
+    sweep = write_sweep(tmp_path, name="rejected", modes='["linear"]', ratios="[0.0]", seeds="[1]", epochs=1)
+    done = cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", tmp_path / "run",
+               "--partition", "nosuchpartition", check=False)
+    assert done.returncode == 2
+    assert "invalid partition" in done.stderr.lower() and "nothing was submitted" in done.stderr
+    assert not (tmp_path / "run").exists()
+    assert "rejected" not in slurm(slurm_env, "squeue", "-h", "-o", "%j")
+    assert "rejected" not in slurm(slurm_env, "sacct", "-X", "-n", "-P", "-o", "JobName")

@@ -1,4 +1,5 @@
-"""`hpc-radr collect`: merge results into results.csv / results.parquet and print the summary over seeds."""
+"""`hpc-radr collect`: merge results into results.csv / results.parquet, print the summary over seeds, and build
+the report (RUN_DIR/report/report.html)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hpc_radr.cli.output import console, emit_json, user_errors
+from hpc_radr.cli.output import console, emit_json, errors, user_errors
+from hpc_radr.cli.report import show_answer
 
 
 def show_summary(summary) -> None:
@@ -25,18 +27,29 @@ def show_summary(summary) -> None:
 
 def collect(
     run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
-    as_json: bool = typer.Option(False, "--json", help="Rows and summary as JSON."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Rows, summary, and the report's answer, effects and warnings as JSON."),
 ) -> None:
-    """Merge per-run results (one row per configuration) and summarize over seeds; missing runs are listed."""
+    """Merge per-run results (one row per configuration) and summarize over seeds; missing runs are listed.
+    Then build the report (effects of each remedy, rankings, figures, warnings) in RUN_DIR/report/."""
     from hpc_radr.collect import collect as merge
-    from hpc_radr.manifest import resolve_run_dir
+    from hpc_radr.manifest import load, resolve_run_dir
+    from hpc_radr.report import build_report
+    from hpc_radr.submission import sweep_drift
 
     with user_errors():
-        found = merge(resolve_run_dir(run_dir).path)
+        run = resolve_run_dir(run_dir)
+        found = merge(run.path)
+        built = build_report(run.path, (found.table, found.problems))
+        drift = sweep_drift(load(run))
+    if drift:
+        errors.print(f"[yellow]warning:[/] {drift}")
     if as_json:
+        content = built.as_dict()
         emit_json({"files": found.files, "missing": found.missing, "failed": found.failed,
                    "problems": found.problems, "rows": found.table.to_dict(orient="records"),
-                   "summary": found.summary.to_dict(orient="records")})
+                   "summary": found.summary.to_dict(orient="records"), "report": content["html"],
+                   "answer": content["answer"], "effects": content["effects"], "warnings": content["warnings"]})
         return
     if not found.summary.empty:
         show_summary(found.summary)
@@ -48,6 +61,7 @@ def collect(
         console.print(f"[yellow]missing[/] (indices): {found.missing}")
     for problem in found.problems:
         console.print(f"[yellow]skipped:[/] {problem}")
+    show_answer(built)
 
 
 def register(app: typer.Typer) -> None:

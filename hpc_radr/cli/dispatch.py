@@ -95,16 +95,27 @@ def _progress(quiet: bool):
 def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bool, as_json: bool, options) -> None:
     """Hand the remaining work to the chosen executor and report; exit 1 if local runs failed."""
     from hpc_radr.executors.local import run_local
-    from hpc_radr.executors.slurm import submit_slurm
+    from hpc_radr.executors.slurm import check_with_sbatch, plan_slurm, submit_jobs
+    from hpc_radr.manifest import freeze
     from hpc_radr.submission import active_runs, remaining, submission_lock
 
-    with submission_lock(manifest.run_dir):
-        if executor is ExecutorName.slurm:
+    if executor is ExecutorName.slurm:
+        def planned():
             frozen = manifest.run_dir.manifest.exists()
             work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
-            jobs = submit_slurm(work, options, force, dry_run)
-            _report_slurm(manifest, work, jobs, dry_run, as_json)
-            return
+            return work, plan_slurm(work, options)
+
+        work, jobs = planned()
+        if not dry_run and jobs:
+            check_with_sbatch(jobs)  # Slurm's own verdict before anything is written or submitted
+            freeze(manifest)
+            with submission_lock(manifest.run_dir):
+                work, jobs = planned()  # again under the lock: a concurrent submit may have taken some runs
+                submit_jobs(work, jobs, options, force)
+        _report_slurm(manifest, work, jobs, dry_run, as_json)
+        return
+    freeze(manifest)
+    with submission_lock(manifest.run_dir):
         work = remaining(manifest, force)
         if not as_json:
             console.print(f"run directory: {manifest.run_dir.path}\n{len(manifest.configurations)} configurations, "

@@ -49,7 +49,7 @@ def submit(
                               sbatch, setup)
     with user_errors((SlurmError, ExecutorError)):
         manifest = prepare(sweep, run_dir, data, model, dedupe=not literal,
-                           overrides={"epochs": epochs} if epochs else {}, write=not dry_run)
+                           overrides={"epochs": epochs} if epochs else {}, write=False)
         d.run(manifest, chosen, workers, force, dry_run, as_json, options)
 
 

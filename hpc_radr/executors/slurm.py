@@ -161,30 +161,32 @@ def _calls(job: PlannedJob, run_dir: Path, force: bool, threads: int) -> list[tu
     return [(runner.collect_task, run_dir)]
 
 
-def check_with_sbatch(scripts: list[str]) -> None:
+def check_with_sbatch(jobs: list[PlannedJob]) -> None:
     """Ask Slurm to validate each script (``sbatch --test-only``) before anything is submitted."""
-    for script in scripts:
-        test = re.sub(r"^#SBATCH --dependency=.*\n", "", script, flags=re.MULTILINE)
+    for job in jobs:
+        test = re.sub(r"^#SBATCH --dependency=.*\n", "", job.script, flags=re.MULTILINE)
         done = subprocess.run(["sbatch", "--test-only"], input=test, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise SlurmError(f"Slurm rejected the submission, nothing was submitted:\n{done.stderr.strip()}")
 
 
-def submit_slurm(work: Work, options: SlurmOptions, force: bool = False, dry_run: bool = False,
-                 array_limit: int | None = None) -> list[PlannedJob]:
-    """Submit (or, with ``dry_run``, only render) the chain of jobs; returns them with their ids and scripts."""
+def plan_slurm(work: Work, options: SlurmOptions, array_limit: int | None = None) -> list[PlannedJob]:
+    """The chain of jobs for ``work`` with their sbatch scripts (dependencies as placeholders)."""
     run_dir = work.manifest.run_dir.path.resolve()
     jobs = plan_jobs(work, options, array_limit or max_array_size())
-    threads = options.cpus_per_task
-    ids: dict[str, str] = {j.name: f"<job id of {j.name}>" for j in jobs}  # placeholders until submitted
+    ids = {j.name: f"<job id of {j.name}>" for j in jobs}
     for job in jobs:
         job.script = render(_executor(run_dir, job, options, ids), len(job.tasks))
-    if dry_run or not jobs:
-        return jobs
-    check_with_sbatch([job.script for job in jobs])
+    return jobs
+
+
+def submit_jobs(work: Work, jobs: list[PlannedJob], options: SlurmOptions, force: bool = False) -> None:
+    """Submit planned jobs in order, recording each in the run directory's submission log."""
+    run_dir = work.manifest.run_dir.path.resolve()
+    ids: dict[str, str] = {}
     for job in jobs:
         executor = _executor(run_dir, job, options, ids)
-        calls = _calls(job, run_dir, force, threads)
+        calls = _calls(job, run_dir, force, options.cpus_per_task)
         try:
             if len(calls) == 1:
                 submitted = [executor.submit(*calls[0])]
@@ -200,4 +202,3 @@ def submit_slurm(work: Work, options: SlurmOptions, force: bool = False, dry_run
         ids[job.name] = job.job_id
         record_submission(work.manifest.run_dir, {"kind": job.kind, "name": job.name, "job_id": job.job_id,
                                                   "array": len(calls) > 1, "tasks": job.tasks})
-    return jobs

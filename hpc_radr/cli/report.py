@@ -1,0 +1,45 @@
+"""`hpc-radr report`: the report that answers which remedy raises RADR recall without costing precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hpc_radr.cli.output import console, emit_json, user_errors
+
+
+def show_answer(report) -> None:
+    """The answer per dataset in a few lines, then where the whole report is."""
+    for entry in report.analysis.answer:
+        helps = ", ".join(e["remedy"] for e in entry["helps"]) or "none"
+        line = (f"{entry['dataset']}: raise recall without costing precision ({len(entry['helps'])} of "
+                f"{entry['n_remedies']}): {helps}")
+        if entry["trade_off"]:
+            line += f"; raise recall but may cost precision: {', '.join(e['remedy'] for e in entry['trade_off'])}"
+        console.print(line, markup=False, highlight=False)
+    if report.warnings:
+        kinds = sorted({w["kind"] for w in report.warnings})
+        console.print(f"[yellow]{len(report.warnings)} warning(s)[/] in the report: {', '.join(kinds)}")
+    console.print(f"report: {report.html}", markup=False, highlight=False)
+
+
+def report(
+    run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
+    as_json: bool = typer.Option(False, "--json", help="Answer, effects, rankings and warnings as JSON."),
+) -> None:
+    """Write RUN_DIR/report/ (report.html with embedded figures, report.md, PNG figures, CSV and JSON tables):
+    effects of each remedy against the baseline, paired by seed, with 95% intervals, rankings and warnings."""
+    from hpc_radr.manifest import resolve_run_dir
+    from hpc_radr.report import build_report
+
+    with user_errors():
+        built = build_report(resolve_run_dir(run_dir).path)
+    if as_json:
+        emit_json(built.as_dict())
+        return
+    show_answer(built)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)

@@ -1,0 +1,349 @@
+"""What the sweep says about the research question: paired effects of each remedy, rankings and warnings.
+
+The unit of analysis is one training run per seed. At ratio 0.0 BirdNET never upsamples, so the rows of
+every mode at 0.0 are one experiment: they are counted once, under the mode ``none``, never three times.
+Every comparison pairs runs by seed (same seed, same validation split and initial weights), and gives the
+mean difference with a 95 % t-interval over seeds; with fewer than two seeds no interval exists.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, summarize
+from hpc_radr.manifest import Manifest
+from hpc_radr.results import read_result
+
+EFFECT_METRICS = ("auprc", "recall", "precision")
+CONFIDENCE = 0.95
+# A precision drop this small (2 points of precision at threshold 0.5) is not counted as a cost.
+PRECISION_TOLERANCE = 0.02
+NO_UPSAMPLING = "none"
+# best_epoch at or below this means early stopping kept (nearly) the initial weights.
+DEGENERATE_BEST_EPOCH = 2
+
+VERDICTS = {
+    "helps": "raises recall, precision kept",
+    "trade_off": "raises recall, may cost precision",
+    "no_gain": "no clear recall gain",
+    "undetermined": "undetermined (fewer than 2 seeds)",
+}
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows, as tables a program can read too."""
+
+    summary: pd.DataFrame  # per configuration over seeds (collect's summary.csv)
+    experiments: pd.DataFrame  # one row per independent run and seed
+    ranking: pd.DataFrame
+    effects: pd.DataFrame  # remedy vs baseline, long format: one row per setting and metric
+    focal: pd.DataFrame  # focal loss on vs off per upsampling setting
+    datasets: pd.DataFrame  # first dataset minus second for the same setting
+    answer: list[dict]
+    warnings: list[dict]
+    provenance: dict
+    seeds_configured: int
+    dataset_order: list[str]
+
+
+def label(mode: str, ratio: float, focal: bool) -> str:
+    """A remedy in words, e.g. ``smote x1 + focal loss``."""
+    parts = [f"{mode} x{ratio:g}"] if ratio > 0 else []
+    if focal:
+        parts.append("focal loss")
+    return " + ".join(parts) or "baseline (no upsampling, no focal loss)"
+
+
+def _collapse_mode(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(upsampling_mode=frame["upsampling_mode"].where(frame["upsampling_ratio"] != 0.0,
+                                                                       NO_UPSAMPLING))
+
+
+def experiments(table: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs, one row per setting and seed (identical ratio-0.0 runs of a --literal sweep averaged)."""
+    columns = GRID_COLUMNS + ["seed", "run_id", "state", *SUMMARY_METRICS]
+    done = table.reindex(columns=columns)
+    done = done[done["state"] == "completed"].drop_duplicates("run_id")
+    grouped = _collapse_mode(done).groupby(GRID_COLUMNS + ["seed"], sort=False)[SUMMARY_METRICS]
+    return grouped.mean().reset_index()
+
+
+def settings(manifest: Manifest) -> pd.DataFrame:
+    """Every setting the sweep asked for, in index order, whether or not it has results."""
+    frame = pd.DataFrame([c.as_dict() for c in manifest.configurations])
+    return _collapse_mode(frame)[GRID_COLUMNS].drop_duplicates().reset_index(drop=True)
+
+
+def interval(diffs: np.ndarray) -> dict:
+    """Mean paired difference with its t-interval; undefined (NaN) with fewer than two seeds."""
+    diffs = diffs[~np.isnan(diffs)]
+    n = len(diffs)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                "note": "no seed has both runs"}
+    mean = float(np.mean(diffs))
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                "note": "one seed: no interval"}
+    sd = float(np.std(diffs, ddof=1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * stats.sem(diffs))
+    note = "every seed moved by the same amount (sd 0)" if sd < 1e-12 else None
+    return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "note": note}
+
+
+def _select(frame: pd.DataFrame, **values: object) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in values.items():
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame) -> list[dict]:
+    """left minus right, paired by seed, one row per metric."""
+    pairs = left.merge(right, on="seed", suffixes=("", "_ref"))
+    seeds = sorted(int(s) for s in pairs["seed"])
+    return [{**key, "metric": metric, "seeds": seeds,
+             **interval((pairs[metric] - pairs[f"{metric}_ref"]).to_numpy(dtype=float))}
+            for metric in EFFECT_METRICS]
+
+
+def _is_baseline(ratio: float, focal: bool) -> bool:
+    return ratio == 0.0 and not focal
+
+
+def _is_baseline_in(grid: pd.DataFrame, dataset: str) -> bool:
+    return not _select(grid, dataset=dataset, upsampling_ratio=0.0, focal_loss=False).empty
+
+
+def _verdict(recall: pd.Series, precision: pd.Series) -> str:
+    if recall["n"] < 2 or precision["n"] < 2:
+        return "undetermined"
+    if recall["ci_low"] <= 0:
+        return "no_gain"
+    return "helps" if precision["ci_low"] >= -PRECISION_TOLERANCE else "trade_off"
+
+
+def _frame(rows: list[dict], keys: list[str]) -> pd.DataFrame:
+    columns = keys + ["metric", "seeds", "n", "mean", "sd", "ci_low", "ci_high", "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Each remedy minus the baseline (ratio 0.0, focal off) of the same dataset, paired by seed."""
+    keys = GRID_COLUMNS + ["remedy"]
+    rows: list[dict] = []
+    for s in grid.itertuples(index=False):
+        if _is_baseline(s.upsampling_ratio, s.focal_loss) or not _is_baseline_in(grid, s.dataset):
+            continue
+        left = _select(exp, dataset=s.dataset, upsampling_mode=s.upsampling_mode,
+                       upsampling_ratio=s.upsampling_ratio, focal_loss=s.focal_loss)
+        right = _select(exp, dataset=s.dataset, upsampling_ratio=0.0, focal_loss=False)
+        rows += _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
+                             left, right)
+    frame = _frame(rows, keys)
+    verdicts = {}
+    for (dataset, remedy), group in frame.groupby(["dataset", "remedy"], sort=False):
+        by_metric = group.set_index("metric")
+        verdicts[(dataset, remedy)] = _verdict(by_metric.loc["recall"], by_metric.loc["precision"])
+    frame["verdict"] = [verdicts[(d, r)] for d, r in zip(frame["dataset"], frame["remedy"], strict=True)]
+    return frame
+
+
+def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Focal loss on minus off for every dataset and upsampling setting, paired by seed."""
+    keys = ["dataset", "upsampling_mode", "upsampling_ratio", "upsampling"]
+    rows: list[dict] = []
+    for (dataset, mode, ratio), group in grid.groupby(keys[:3], sort=False):
+        if set(group["focal_loss"]) != {True, False}:
+            continue
+        where = {"dataset": dataset, "upsampling_mode": mode, "upsampling_ratio": ratio}
+        rows += _paired_rows({**where, "upsampling": label(mode, ratio, False) if ratio > 0 else "no upsampling"},
+                             _select(exp, **where, focal_loss=True), _select(exp, **where, focal_loss=False))
+    return _frame(rows, keys)
+
+
+def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """The same setting on two datasets (earlier minus later in the sweep file), paired by seed."""
+    keys = ["dataset_a", "dataset_b", "upsampling_mode", "upsampling_ratio", "focal_loss", "setting"]
+    rows: list[dict] = []
+    for a, b in itertools.combinations(datasets, 2):
+        for s in grid[grid["dataset"] == a].itertuples(index=False):
+            where = {"upsampling_mode": s.upsampling_mode, "upsampling_ratio": s.upsampling_ratio,
+                     "focal_loss": s.focal_loss}
+            rows += _paired_rows({"dataset_a": a, "dataset_b": b, **where,
+                                  "setting": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
+                                 _select(exp, dataset=a, **where), _select(exp, dataset=b, **where))
+    return _frame(rows, keys)
+
+
+def ranking(exp: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """Settings per dataset by mean AUPRC over seeds (recall, then precision, break ties)."""
+    metrics = ["auprc", "recall", "precision"]
+    grouped = exp.groupby(GRID_COLUMNS, sort=False)[metrics]
+    frame = grouped.agg(["mean", "std"])
+    frame.columns = [f"{metric}_{stat}" for metric, stat in frame.columns]
+    frame.insert(0, "n_seeds", grouped.size())
+    frame = frame.reset_index()
+    frame.insert(1, "setting", [label(m, r, f) for m, r, f in
+                                zip(frame["upsampling_mode"], frame["upsampling_ratio"], frame["focal_loss"],
+                                    strict=True)])
+    ordered = []
+    for dataset in datasets:
+        part = frame[frame["dataset"] == dataset].sort_values(
+            ["auprc_mean", "recall_mean", "precision_mean"], ascending=False, kind="stable")
+        ordered.append(part.assign(rank=range(1, len(part) + 1)))
+    return pd.concat(ordered, ignore_index=True)
+
+
+def _ci_dict(row: pd.Series) -> dict:
+    return {"mean": row["mean"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": int(row["n"])}
+
+
+def answer(effects: pd.DataFrame, exp: pd.DataFrame, datasets: list[str]) -> list[dict]:
+    """Per dataset: which remedies raise recall without costing precision (and which only trade precision)."""
+    result = []
+    for dataset in datasets:
+        base = _select(exp, dataset=dataset, upsampling_ratio=0.0, focal_loss=False)
+        entry: dict = {"dataset": dataset, "baseline": {m: float(base[m].mean()) if len(base) else math.nan
+                                                        for m in EFFECT_METRICS} | {"n": len(base)},
+                       **{verdict: [] for verdict in VERDICTS}}
+        part = effects[effects["dataset"] == dataset]
+        for remedy, group in part.groupby("remedy", sort=False):
+            by_metric = group.set_index("metric")
+            entry[by_metric["verdict"].iloc[0]].append(
+                {"remedy": remedy, **{m: _ci_dict(by_metric.loc[m]) for m in EFFECT_METRICS}})
+        for verdict in VERDICTS:
+            entry[verdict].sort(key=lambda e: np.nan_to_num(-e["recall"]["mean"]))
+        entry["n_remedies"] = int(part["remedy"].nunique())
+        result.append(entry)
+    return result
+
+
+def _indices(table: pd.DataFrame, mask: pd.Series) -> list[int]:
+    return [int(i) for i in table.loc[mask, "index"]]
+
+
+def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], comparisons: dict[str, pd.DataFrame],
+             provenance: dict) -> list[dict]:
+    """Everything that limits what the numbers mean, each with the configuration indices concerned."""
+    found: list[dict] = []
+
+    def warn(kind: str, message: str, indices: list[int] | None = None) -> None:
+        found.append({"kind": kind, "message": message, "indices": indices or []})
+
+    for state in ("failed", "missing"):
+        mask = table["state"] == state
+        if mask.any():
+            warn(state, f"{int(mask.sum())} configuration(s) {state}; their rows are left out of every mean "
+                        f"and effect", _indices(table, mask))
+    for problem in problems:
+        warn("skipped_file", problem)
+    epochs = manifest.sweep.training.epochs
+    done = table[table["state"] == "completed"]
+    for run_id, run in done.groupby("run_id", sort=False):
+        first = run.iloc[0]
+        where = _indices(table, table["run_id"] == run_id)
+        if first["best_epoch"] <= DEGENERATE_BEST_EPOCH:
+            warn("degenerate", f"{run_id}: best epoch {int(first['best_epoch'])}, stopped after "
+                               f"{int(first['epochs_run'])} of {epochs} epochs: early stopping kept (nearly) the "
+                               "initial weights, so this run says little about its remedy (it is still counted)",
+                 where)
+        prevalence = first["n_test_positive"] / (first["n_test_positive"] + first["n_test_negative"])
+        if first["auprc"] <= prevalence:
+            warn("chance_level", f"{run_id}: test AUPRC {first['auprc']:.3f} is at or below the test prevalence "
+                                 f"{prevalence:.3f}: no better than guessing", where)
+    seeds = len(manifest.sweep.grid.seeds)
+    for name, frame in comparisons.items():
+        short = frame[(frame["metric"] == "recall") & (frame["n"] < seeds)]
+        if len(short):
+            described = "; ".join(_describe_comparison(row) + f" ({int(row['n'])} seed(s))"
+                                  for _, row in short.iterrows())
+            warn("few_seeds", f"{name}: {len(short)} comparison(s) rest on fewer than the {seeds} configured "
+                              f"seeds (with fewer than 2 no interval exists): {described}")
+    grid = manifest.sweep.grid
+    if 0.0 in grid.upsampling_ratios and len(grid.upsampling_modes) > 1:
+        zero = _indices(table, table["upsampling_ratio"] == 0.0)
+        if manifest.raw.get("dedupe", True):
+            warn("shared_runs", f"ratio 0.0 rows of modes {', '.join(grid.upsampling_modes)} are one run per "
+                                "dataset, focal setting and seed (BirdNET never upsamples at 0.0): the tables "
+                                "repeat them, the analysis counts each run once (mode 'none')", zero)
+        else:
+            warn("shared_runs", "ratio 0.0 rows of every mode were trained separately (--literal) but are the "
+                                "same experiment; the analysis averages them into one (mode 'none')", zero)
+    if not (0.0 in grid.upsampling_ratios and False in grid.focal_loss):
+        warn("no_baseline", "the grid has no baseline (ratio 0.0 with focal loss off): no effects against it")
+    if "birdnet" in provenance["evaluation_protocols"]:
+        warn("optimistic_protocol", "some runs used BirdNET's own evaluation protocol, which early-stops and "
+                                    "picks its threshold on the test set: their test metrics are optimistic")
+    if len(provenance["versions"]) > 1:
+        warn("mixed_versions", "results come from different software versions: "
+                               + "; ".join(json.dumps(v, sort_keys=True) for v in provenance["versions"]))
+    return found
+
+
+def _describe_comparison(row: pd.Series) -> str:
+    if "remedy" in row:
+        return f"{row['dataset']} {row['remedy']}"
+    if "upsampling" in row:
+        return f"{row['dataset']} {row['upsampling']}, focal on vs off"
+    return f"{row['setting']}, {row['dataset_a']} vs {row['dataset_b']}"
+
+
+def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
+    """How the results were produced: software versions from the result files and the frozen settings."""
+    versions: list[dict] = []
+    for run_id in table.loc[table["state"] == "completed", "run_id"].drop_duplicates():
+        record = read_result(manifest.run_dir, run_id).record
+        found = (record or {}).get("versions", {})
+        if record is not None and found not in versions:
+            versions.append(found)
+    protocols = sorted(set(table["evaluation_protocol"].dropna())) if "evaluation_protocol" in table else []
+    return {
+        "run_dir": str(manifest.run_dir.path),
+        "sweep_name": manifest.sweep.name,
+        "created_at": manifest.raw.get("created_at"),
+        "data_source": manifest.raw.get("data_source"),
+        "model_sha256": manifest.raw.get("model", {}).get("sha256"),
+        "sweep_text": manifest.raw.get("sweep_text", ""),
+        "overrides": manifest.raw.get("overrides", {}),
+        "epochs": manifest.sweep.training.epochs,
+        "evaluation": manifest.sweep.training.evaluation,
+        "evaluation_protocols": protocols,
+        "versions": versions,
+        "configurations": len(manifest.configurations),
+        "runs": len(manifest.runs),
+        "completed_configurations": int((table["state"] == "completed").sum()),
+    }
+
+
+def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str]) -> Analysis:
+    """The whole analysis of a merged table (``hpc_radr.collect.merge``)."""
+    datasets = [d.name for d in manifest.sweep.datasets]
+    exp = experiments(table)
+    grid = settings(manifest)
+    effects = effects_vs_baseline(exp, grid)
+    focal = focal_effects(exp, grid)
+    between = dataset_differences(exp, grid, datasets)
+    source = provenance(manifest, table)
+    comparisons = {"remedy vs baseline": effects, "focal loss on vs off": focal, "dataset vs dataset": between}
+    return Analysis(
+        summary=summarize(table),
+        experiments=exp,
+        ranking=ranking(exp, datasets),
+        effects=effects,
+        focal=focal,
+        datasets=between,
+        answer=answer(effects, exp, datasets),
+        warnings=warnings(manifest, table, problems, comparisons, source),
+        provenance=source,
+        seeds_configured=len(manifest.sweep.grid.seeds),
+        dataset_order=datasets,
+    )

@@ -1,0 +1,122 @@
+"""Faults and drift: killed tasks leave whole results or none, changed data and foreign caches are refused,
+a changed sweep file is reported, and two submissions into one run directory do not mix."""
+
+import fcntl
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from hpc_radr import embedding_cache, runner
+from hpc_radr.atomic import write_atomic
+from hpc_radr.cli import app
+from hpc_radr.collect import collect
+from hpc_radr.manifest import RunDir, load
+from hpc_radr.results import read_result
+
+pytestmark = pytest.mark.training
+
+
+@pytest.fixture()
+def run_copy(trained_run, tmp_path):
+    return shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+
+
+def _slow_write(path: str) -> None:
+    def write(handle):
+        handle.write(b'{"schema": 1, "run_id": "half')
+        handle.flush()
+        time.sleep(60)
+        handle.write(b'"}')
+
+    write_atomic(__import__("pathlib").Path(path), write)
+
+
+def test_a_writer_killed_mid_write_leaves_no_result(run_copy):
+    run_dir = RunDir(run_copy)
+    run_id = load(run_dir).runs[0].run_id
+    target = run_dir.result(run_id)
+    target.unlink()
+    child = multiprocessing.get_context("fork").Process(target=_slow_write, args=(str(target),))
+    child.start()
+    deadline = time.monotonic() + 30
+    while not list(target.parent.glob(f".{target.name}.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert not target.exists()
+    assert read_result(run_dir, run_id).record is None
+    found = collect(run_copy)
+    assert (found.table.loc[found.table.run_id == run_id, "state"] == "missing").all()
+
+
+def test_a_task_killed_during_training_leaves_nothing_and_reruns_cleanly(run_copy):
+    run_dir = RunDir(run_copy)
+    manifest = load(run_dir)
+    position = 3
+    run_id = manifest.runs[position].run_id
+    run_dir.result(run_id).unlink()
+    log = run_dir.log(run_id)
+    log.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "hpc_radr", "run-task", str(run_copy), "--run", str(position)]
+    task = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (log.exists() and "Epoch" in log.read_text(errors="replace")):
+        time.sleep(0.1)
+    assert log.exists(), "training never started"
+    task.send_signal(signal.SIGKILL)
+    task.wait()
+    assert not run_dir.result(run_id).exists()
+    assert runner.train(run_copy, [run_id]).trained == [run_id]
+    assert read_result(run_dir, run_id).record is not None
+
+
+def test_data_changed_after_submit_is_refused_at_extraction(small_data, tmp_path):
+    from conftest import write_sweep
+    from hpc_radr.submission import prepare
+
+    data = shutil.copytree(small_data, tmp_path / "data")
+    manifest = prepare(write_sweep(tmp_path), tmp_path / "run", data, None, dedupe=True, overrides={})
+    victim = next((data / "train" / "RADR" / "high").iterdir())
+    victim.write_bytes(victim.read_bytes()[:-2])
+    with pytest.raises(embedding_cache.CacheError, match="changed since submit"):
+        runner.embed(manifest.run_dir.path, ["high_medium"])
+    assert not list(manifest.run_dir.cache.glob("*.npz"))
+
+
+def test_a_cache_from_other_data_is_refused(run_copy):
+    manifest = load(RunDir(run_copy))
+    units = manifest.units
+    mine = manifest.run_dir.cache_file(units["high_medium"]["key"])
+    other = manifest.run_dir.cache_file(units["high_medium_low"]["key"])
+    shutil.copyfile(other, mine)
+    with pytest.raises(embedding_cache.CacheError, match="built from other data"):
+        runner.ensure_embeddings(manifest, "high_medium")
+
+
+def test_resubmit_says_the_sweep_file_changed_and_uses_the_frozen_one(run_copy, tmp_path):
+    changed = tmp_path / "edited.toml"
+    changed.write_text("name = 'edited'\n")
+    manifest_path = run_copy / "manifest.json"
+    raw = json.loads(manifest_path.read_text())
+    raw["sweep_file"] = str(changed)
+    manifest_path.write_text(json.dumps(raw))
+    result = CliRunner().invoke(app, ["resubmit", str(run_copy), "--executor", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "changed since submit" in result.stderr
+    assert json.loads(result.stdout)["trained"] == []
+
+
+def test_a_second_submission_into_the_same_run_directory_is_refused(run_copy):
+    with open(run_copy / ".submit.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = CliRunner().invoke(app, ["resubmit", str(run_copy), "--executor", "local"])
+    assert result.exit_code == 2
+    assert "another submission" in result.stderr
