@@ -87,7 +87,8 @@ def generate(dest: Path, size: DemoSize = DemoSize(), seed: int = 0, positive: s
     rng = np.random.default_rng(seed)
     plan: list[tuple[Path, float | None]] = []
     for tier, snr in TIER_SNR_DB.items():
-        plan += [(dest / "train" / positive / tier / f"synthetic_{tier}_{i:03d}.wav", snr) for i in range(size.per_tier)]
+        train = dest / "train" / positive / tier
+        plan += [(train / f"synthetic_{tier}_{i:03d}.wav", snr) for i in range(size.per_tier)]
         plan += [(dest / "test" / positive / f"synthetic_{tier}_{i:03d}.wav", snr) for i in range(size.test_per_tier)]
     plan += [(dest / "train" / negative / f"synthetic_noise_{i:03d}.wav", None) for i in range(size.negatives)]
     plan += [(dest / "test" / negative / f"synthetic_noise_{i:03d}.wav", None) for i in range(size.test_negatives)]

@@ -68,6 +68,20 @@ def load(path: Path, key: str) -> Embeddings:
         raise CacheError(f"{path}: unreadable embedding cache ({err})") from err
 
 
+def stats_file(path: Path) -> Path:
+    """Beside each cache: how it was built (clips, workers, extraction wall and CPU seconds); informational."""
+    return path.with_suffix(".json")
+
+
+def write_stats(path: Path, stats: dict) -> None:
+    """Record the extraction statistics of the cache ``path`` (atomically; a failure to write is ignored)."""
+    text = json.dumps(stats, indent=2) + "\n"
+    try:
+        write_atomic(stats_file(path), lambda handle: handle.write(text.encode()))
+    except OSError:
+        pass
+
+
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold the lock that guards building ``path``; a second builder waits, then finds the cache made."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -149,7 +149,7 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
     raw = {
         "schema": MANIFEST_SCHEMA,
         "hpc_radr_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sweep_file": str(sweep_path.resolve()),
         "sweep_text": text,
         "overrides": overrides,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from hpc_radr.atomic import write_json
 from hpc_radr.manifest import RunDir

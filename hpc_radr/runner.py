@@ -10,8 +10,10 @@ the task then raises at the end so schedulers mark it failed.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import platform
+import resource
 import socket
 import time
 import traceback
@@ -78,11 +80,27 @@ def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None)
         data = manifest.sweep.data
         folder = materialize(unit, data.positive_class, data.negative_class, run_dir.data)
         settings = manifest.sweep.training
-        embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap,
-                             workers or worker_cpus(), len(unit.positives) + len(unit.negatives),
+        workers = workers or worker_cpus()
+        files = len(unit.positives) + len(unit.negatives)
+        started = time.perf_counter()
+        importlib.import_module("birdnet_analyzer.train.utils")  # TensorFlow's import, timed apart from extraction
+        import_s = time.perf_counter() - started
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap, workers, files,
                              data.positive_class)
+        extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
         embedding_cache.save(path, embeddings, spec["key"])
+        embedding_cache.write_stats(path, {
+            "unit": name, "files": files, "clips": int(len(embeddings.x)), "workers": workers,
+            "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
+            "host": socket.gethostname(), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return embeddings
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (BirdNET's extraction pool), user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def embed(run_dir: Path, units: list[str] | None = None, workers: int | None = None) -> list[str]:
@@ -132,12 +150,13 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
         begun = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
             with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                load_started = time.perf_counter()
+                load_started, cpu_started = time.perf_counter(), time.process_time()
                 train_set = ensure_embeddings(manifest, config.dataset)
                 test_set = ensure_embeddings(manifest, TEST_UNIT)
                 load_s = time.perf_counter() - load_started
                 outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
-            outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s)
+            outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s,
+                                      run_cpu_s=time.process_time() - cpu_started)
             write_result(run_dir, run_id, {
                 "configuration": config.as_dict(),
                 "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],

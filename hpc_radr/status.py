@@ -111,14 +111,14 @@ def status(run_dir: Path) -> StatusReport:
             problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
                             f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
     seen = {job for job, _ in scheduler}
-    busy = {job for (job, _), raw in scheduler.items() if slurm_state.normalize(raw) in ("pending", "running")}
     rows = []
     for config in manifest.configurations:
         state, error, log = states[config.run_id]
         job = tasks.get(config.run_id)
         raw = scheduler.get(job) if job else None
-        if job and raw is None and job[0] in seen and job[0] not in busy:
-            # Slurm 22.05 keeps no record of an array task cancelled before it started.
+        if job and raw is None and job[0] in seen:
+            # squeue lists every queued task of a live array and sacct every started one; Slurm 22.05 keeps
+            # no record of an array task cancelled before it started.
             raw = "CANCELLED before it started (no Slurm record of the task)"
         elif job and raw is None and state != "completed":
             error = error or "no Slurm record yet (accounting lists ended jobs a few seconds late)"

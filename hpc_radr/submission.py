@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hpc_radr import manifest as manifests
@@ -58,7 +58,7 @@ SUBMISSIONS = "submissions.jsonl"
 
 def record_submission(run_dir: RunDir, entry: dict) -> None:
     """Append one submitted job to the run directory's log of submissions (one JSON line, fsynced)."""
-    line = json.dumps({"submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **entry}) + "\n"
+    line = json.dumps({"submitted_at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}) + "\n"
     with open(run_dir.path / SUBMISSIONS, "a") as handle:
         handle.write(line)
         handle.flush()

@@ -4,11 +4,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SMALL
 
 from hpc_radr.datasets import DataError, inspect, materialize
 from hpc_radr.sweep import load_sweep
-
-from conftest import SMALL
 
 SWEEP = Path(__file__).parents[1] / "jobs" / "imbalance_regularization.toml"
 

@@ -4,10 +4,10 @@ import os
 import sys
 from pathlib import Path
 
+from conftest import write_sweep
+
 from hpc_radr.executors.slurm import SlurmOptions, plan_slurm
 from hpc_radr.submission import prepare, remaining
-
-from conftest import write_sweep
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run.sbatch"
 

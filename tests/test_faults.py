@@ -80,6 +80,7 @@ def test_a_task_killed_during_training_leaves_nothing_and_reruns_cleanly(run_cop
 
 def test_data_changed_after_submit_is_refused_at_extraction(small_data, tmp_path):
     from conftest import write_sweep
+
     from hpc_radr.submission import prepare
 
     data = shutil.copytree(small_data, tmp_path / "data")

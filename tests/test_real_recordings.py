@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import write_sweep
 
 from hpc_radr.executors.local import run_local
 from hpc_radr.results import read_result
 from hpc_radr.submission import prepare, remaining
-
-from conftest import write_sweep
 
 pytestmark = pytest.mark.training
 

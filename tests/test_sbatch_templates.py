@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import write_sweep
 from typer.testing import CliRunner
 
 from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_scripts, templates_dir
@@ -21,8 +22,6 @@ from hpc_radr.executors.slurm import SlurmOptions
 from hpc_radr.manifest import Manifest, RunDir, RunDirError
 from hpc_radr.submission import prepare
 from hpc_radr.sweep import slug
-
-from conftest import write_sweep
 
 # Every character here means something to bash (or to sbatch's #SBATCH parser: quotes, '#', '%' in log names).
 HOSTILE = "we ird 'q' $(touch PWNED) `touch PWNED` ; x #1 %j"

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import write_sweep
 
 ONE_DATASET = """
@@ -174,3 +173,25 @@ def test_an_option_the_cluster_rejects_submits_and_creates_nothing(slurm_env, sm
     assert not (tmp_path / "run").exists()
     assert "rejected" not in slurm(slurm_env, "squeue", "-h", "-o", "%j")
     assert "rejected" not in slurm(slurm_env, "sacct", "-X", "-n", "-P", "-o", "JobName")
+
+
+def test_a_preempted_task_is_requeued_and_skips_the_runs_it_finished(slurm_env, small_data, tmp_path):
+    """USR2 is what Slurm sends before a time limit or a preemption; submitit requeues the task."""
+    sweep = write_sweep(tmp_path, name="requeue", modes='["linear"]', ratios="[0.0, 1.0]", seeds="[1]",
+                        epochs=60, datasets=ONE_DATASET)
+    run_dir = tmp_path / "run"
+    out = json.loads(cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
+                         "--runs-per-task", "2", "--json").stdout)
+    train = next(j for j in out["jobs"] if j["kind"] == "train")
+    first, second = train["tasks"][0]
+    first_result = run_dir / "results" / f"{first}.json"
+    deadline = time.monotonic() + 600
+    while not first_result.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first_result.exists(), "the first run never finished"
+    stamp = first_result.stat().st_mtime_ns
+    slurm(slurm_env, "scancel", "--signal=USR2", train["job_id"])
+    wait_until_settled(slurm_env, run_dir, expect={"completed": 2}, limit_s=900)
+    assert first_result.stat().st_mtime_ns == stamp  # not trained again after the requeue
+    second_result = json.loads((run_dir / "results" / f"{second}.json").read_text())
+    assert second_result["environment"]["slurm"].get("SLURM_RESTART_COUNT") == "1"

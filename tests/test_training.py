@@ -42,7 +42,7 @@ def test_every_run_wrote_a_valid_result(trained_run):
 
 
 def test_upsampling_really_adds_positives(trained_run):
-    for run_id, record in results(trained_run).items():
+    for record in results(trained_run).values():
         counts = record["sample_counts"]
         before, after = counts["fit_before_upsampling"], counts["fit_after_upsampling"]
         ratio = record["configuration"]["upsampling_ratio"]

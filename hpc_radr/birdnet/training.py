@@ -8,9 +8,9 @@ not available offline, and fails before evaluation); the trained head is exporte
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -46,13 +46,14 @@ def show(report) -> None:
     console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
     for problem in report.problems:
         console.print(f"[yellow]skipped:[/] {problem}")
-    failed = [c for c in report.configurations if c.state not in ("completed", "missing", "running", "pending")]
+    failed = [c for c in report.configurations if c.state not in ("completed", "running", "pending")]
     if failed:
         table = Table(title="not completed")
-        for column in ("index", "configuration", "state", "error", "log"):
+        for column in ("index", "run", "state", "Slurm", "error", "log"):
             table.add_column(column, overflow="fold")
         for c in failed:
-            table.add_row(str(c.index), c.run_id, c.scheduler_state or c.state, c.error or "", c.log or "")
+            slurm = f"{c.job_id} {c.scheduler_state}" if c.job_id and c.scheduler_state else (c.job_id or "")
+            table.add_row(str(c.index), c.run_id, c.state, slurm, c.error or "", c.log or "")
         console.print(table)
 
 

@@ -1,0 +1,222 @@
+"""latest.json (everything measured) and latest.md (the figures, the targets, the machine) from one benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hpc_radr.atomic import write_atomic
+
+
+def _get(data: dict, *path, default=None):
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return default
+        data = data[key]
+    return data
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target with its measured value and whether it is met (None: not measured in this benchmark)."""
+    s = results["sections"]
+    rows = []
+
+    def add(name, value, limit, better, unit=""):
+        met = None if value is None else (value >= limit if better == "higher" else value < limit)
+        rows.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+
+    sweep, naive = s.get("sweep"), s.get("naive")
+    if sweep and naive:
+        add("naive / project, CPU-seconds", naive["cpu_s_108"] / sweep["measured"]["cpu_s"], 5.0, "higher", "x")
+        add("naive / project, wall time", naive["wall_s_108"] / sweep["measured"]["wall_s"], 5.0, "higher", "x")
+    if sweep:
+        rows.append({"target": "project / floor, CPU-seconds", "value": sweep["ratio_to_floor"]["cpu"],
+                     "limit": 1.3, "unit": "x", "met": sweep["ratio_to_floor"]["cpu"] <= 1.3})
+        rows.append({"target": "project / floor, wall time", "value": sweep["ratio_to_floor"]["wall"],
+                     "limit": 1.3, "unit": "x", "met": sweep["ratio_to_floor"]["wall"] <= 1.3})
+    cli = s.get("cli", {})
+    for name in ("--help", "status", "collect", "collect (merge only: hpc_radr.collect.collect)"):
+        if name in cli:
+            add(f"`hpc-radr {name}` median wall" if not name.startswith("collect (") else f"{name} median wall",
+                cli[name]["wall_median_s"], 0.5, "lower", "s")
+    scale = s.get("scale", {})
+    if "status_1000" in scale:
+        add(f"status on {scale['status_1000']['recorded']['tasks']} tasks, median wall",
+            scale["status_1000"]["status"]["wall_median_s"], 3.0, "lower", "s")
+    if "collect_10000" in scale:
+        files = scale["collect_10000"]["built"]["result_files"]
+        add(f"collect on {files} results, median wall", scale["collect_10000"]["collect"]["wall_median_s"], 3.0,
+            "lower", "s")
+        add(f"collect (merge only) on {files} results, median wall",
+            scale["collect_10000"]["collect (merge only: hpc_radr.collect.collect)"]["wall_median_s"], 3.0,
+            "lower", "s")
+    if cli.get("no_tensorflow"):
+        clean = all(not any(p["sys_modules"][m] for m in ("tensorflow", "keras", "birdnet_analyzer"))
+                    and not p["importtime_tensorflow"] for p in cli["no_tensorflow"].values())
+        rows.append({"target": "--help, status, collect never import TensorFlow", "value": clean, "limit": True,
+                     "unit": "", "met": clean})
+    return rows
+
+
+def _f(value, digits=2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    s = results["sections"]
+    lines = [f"# hpc-radr benchmark, {m['date']}", "",
+             f"Command: `{m['command']}` ({'quick' if results['quick'] else 'full'}); total "
+             f"{results['total_seconds'] / 60:.1f} min.", "",
+             f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
+             f"{m['os']}, Python {m['python']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}.",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+             f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", "",
+             f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
+             f"{results['numba_cache_dir']} (warm, shared by both sides).", "",
+             "CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
+             "\"Other load\": CPU-seconds other processes used on the machine meanwhile (inflates wall times).", ""]
+    rows = [[t["target"], f"{_f(t['value'])} {t['unit']}".strip(),
+             f"{'>=' if 'naive' in t['target'] else '<=' if 'floor' in t['target'] else '<'} {t['limit']}"
+             if not isinstance(t["limit"], bool) else "yes", {True: "met", False: "NOT met", None: "-"}[t["met"]]]
+            for t in targets(results)]
+    lines += ["## Targets", ""] + _table(["target", "measured", "target", ""], rows)
+
+    sweep, naive = s.get("sweep"), s.get("naive")
+    if sweep:
+        f = sweep["floor"]
+        meas = sweep["measured"]
+        lines += ["## The sweep: hpc-radr against naive and against its floor", ""]
+        table = [["hpc-radr (`submit --executor local --workers "
+                  f"{sweep['workers']}`, {sweep['runs']} unique runs)", _f(meas["cpu_s"], 0), _f(meas["wall_s"], 0),
+                  _f(meas["foreign_cpu_s"], 0), "measured"],
+                 ["floor (extraction + fits, no start-up)", _f(f["cpu_s"], 0), _f(f["wall_s"], 0), "-",
+                  f"extraction {_f(f['extract_cpu_s'], 0)} CPU-s + fits {_f(f['fit_cpu_sum_s'], 0)} CPU-s"]]
+        if naive:
+            table.append([f"naive (108 processes, each extracts and trains, {naive['slots']} at a time)",
+                          _f(naive["cpu_s_108"], 0), _f(naive["wall_s_108"], 0), _f(naive["foreign_cpu_s"], 0),
+                          naive["note"]])
+        lines += _table(["", "CPU-s", "wall s", "other load CPU-s", "how"], table)
+        lines += [f"hpc-radr / floor: {_f(sweep['ratio_to_floor']['cpu'])}x CPU, "
+                  f"{_f(sweep['ratio_to_floor']['wall'])}x wall."]
+        if naive:
+            lines += [f"naive / hpc-radr: {_f(naive['cpu_s_108'] / meas['cpu_s'])}x CPU, "
+                      f"{_f(naive['wall_s_108'] / meas['wall_s'])}x wall."]
+            p = naive["per_process"]
+            lines += ["", f"A naive process: {_f(p['cpu_s_mean'], 1)} CPU-s on average ({_f(p['cpu_s_min'], 1)}-"
+                      f"{_f(p['cpu_s_max'], 1)}), {_f(p['wall_s_mean'], 1)} s wall: TensorFlow import "
+                      f"{_f(p['import_s_mean'], 1)} s, extraction of {_f(p['clips_mean'], 0)} clips "
+                      f"{_f(p['extract_s_mean'], 1)} s, fit {_f(p['fit_s_mean'], 1)} s (wall, in-process)."]
+        lines += ["", "Extraction per unit (recorded beside each cache):", ""]
+        lines += _table(["unit", "clips", "workers", "extract wall s", "extract CPU-s", "ms CPU per clip"],
+                        [[e["unit"], e["clips"], e["workers"], _f(e["extract_s"], 1), _f(e["extract_cpu_s"], 1),
+                          _f(1000 * e["extract_cpu_s"] / e["clips"], 0)] for e in sweep["extraction"]])
+        r = sweep["mean_per_run_s"]
+        lines += [f"Mean per run in the sweep: cache load {_f(r['cache_load_s'], 3)} s, fit {_f(r['fit_s'], 2)} s, "
+                  f"evaluate {_f(r['evaluate_s'], 3)} s, export {_f(r['export_s'], 3)} s, run CPU "
+                  f"{_f(r['run_cpu_s'], 2)} s; peak memory of the whole local sweep "
+                  f"{_f(meas['tree_peak_pss_mb'], 0)} MB PSS ({_f(meas['tree_peak_rss_mb'], 0)} MB RSS summed).", ""]
+
+    over = s.get("overhead")
+    if over:
+        lines += ["## Per-run overhead: 1 run per process against N runs per process", ""]
+        one, multi = over["one_run_per_process_mean"], over["n_runs_per_process"]
+        rows = []
+        for label, d in (("1 run per process (mean of "
+                          f"{len(over['one_run_per_process'])})", one),
+                         (f"{multi['runs']} runs in one process", multi)):
+            rows.append([label, _f(d["cpu_s"], 1), _f(d["wall_s"], 1), _f(d["fit_s"], 1),
+                         _f(d["tensorflow_import_s"], 1), _f(d["cache_load_s"], 3), _f(d["evaluate_s"], 2),
+                         _f(d["export_s"], 2), _f(d["start_and_rest_s"], 1), _f(d["overhead_cpu_s_per_run"], 2),
+                         _f(d["overhead_wall_s_per_run"], 2)])
+        lines += _table(["", "CPU-s", "wall s", "fit s", "TF import s", "cache load s", "evaluate s", "export s",
+                         "start + rest s", "overhead CPU-s / run", "overhead wall s / run"], rows)
+        if "in_the_sweep_cpu_s_per_run" in over:
+            lines += [f"In the whole sweep: {_f(over['in_the_sweep_cpu_s_per_run'], 2)} CPU-s per run above the "
+                      "floor (every start-up, import, cache load, evaluation, export, submitit and the CLI).", ""]
+
+    cli = s.get("cli")
+    if cli:
+        lines += ["## Command line (demo-sized run directory, 108 configurations)", ""]
+        rows = [[f"`{name}`" if not name.startswith("collect (") else name, _f(d["wall_median_s"], 3),
+                 f"{_f(d['wall_min_s'], 3)}-{_f(d['wall_max_s'], 3)}", _f(d["cpu_median_s"], 3), d["runs"],
+                 _f(d["max_rss_mb"], 0)]
+                for name, d in cli.items() if isinstance(d, dict) and "wall_median_s" in d]
+        lines += _table(["command", "median wall s", "range s", "median CPU-s", "runs", "max RSS MB"], rows)
+        b = cli.get("collect breakdown (one process)")
+        if b:
+            lines += ["Where `collect` spends its time (one process, wall s / CPU-s):", ""]
+            lines += _table(["part", "wall s", "CPU-s"], [[k, _f(v, 3), _f(b["cpu_s"][k], 3)]
+                                                          for k, v in b["wall_s"].items()])
+        proof = cli.get("no_tensorflow", {})
+        if proof:
+            lines += ["TensorFlow check (module in `sys.modules` after the command ran in-process; and "
+                      "`python -X importtime`):", ""]
+            mods = ["tensorflow", "keras", "birdnet_analyzer", "matplotlib", "scipy", "pandas", "numpy"]
+            lines += _table(["command", *mods, "TF in -X importtime"],
+                            [[n, *[_f(p["sys_modules"][m]) for m in mods], _f(p["importtime_tensorflow"])]
+                             for n, p in proof.items()])
+
+    scale = s.get("scale")
+    if scale:
+        lines += ["## Scale", ""]
+        st = scale["status_1000"]
+        rec = st["recorded"]
+        lines += [f"`status` on a run directory of {rec['tasks']} runs ({rec['configurations']} configurations), "
+                  f"one training array of {rec['tasks']} tasks, from recorded Slurm 22.05 output "
+                  f"({rec['sacct_lines']} sacct lines, {rec['squeue_lines']} squeue lines; states "
+                  + ", ".join(f"{k} {v}" for k, v in rec["slurm_states"].items())
+                  + f"). Status counts: {st['counts']}. Slurm calls per status: "
+                  + "; ".join(f"`{c}`"[:90] + ("...`" if len(c) > 85 else "") for c in st["slurm_calls_per_status"])
+                  + ".", ""]
+        rows = [[f"`{name}`", _f(d["wall_median_s"], 3), f"{_f(d['wall_min_s'], 3)}-{_f(d['wall_max_s'], 3)}",
+                 _f(d["cpu_median_s"], 3), d["runs"]] for name, d in st.items() if isinstance(d, dict)
+                and "wall_median_s" in d]
+        c = scale["collect_10000"]
+        rows += [[f"{name} ({c['built']['result_files']} results)", _f(d["wall_median_s"], 3),
+                  f"{_f(d['wall_min_s'], 3)}-{_f(d['wall_max_s'], 3)}", _f(d["cpu_median_s"], 3), d["runs"]]
+                 for name, d in c.items() if isinstance(d, dict) and "wall_median_s" in d]
+        lines += _table(["command", "median wall s", "range s", "median CPU-s", "runs"], rows)
+        b = c.get("breakdown (one process)")
+        if b:
+            lines += [f"Where `collect` spends its time on {c['built']['result_files']} results:", ""]
+            lines += _table(["part", "wall s", "CPU-s"], [[k, _f(v, 3), _f(b["cpu_s"][k], 3)]
+                                                          for k, v in b["wall_s"].items()])
+
+    mem = s.get("memory")
+    if mem:
+        lines += ["## Peak memory", "",
+                  "Largest process: the kernel's ru_maxrss. Tree: sampled every 0.1 s, summed over the command's "
+                  "processes; PSS counts shared pages once (what a Slurm cgroup roughly charges), RSS counts them "
+                  "in every process.", ""]
+        lines += _table(["task", "largest process MB", "tree peak PSS MB", "tree peak RSS MB", "processes",
+                         "CPU-s", "wall s"],
+                        [[name, _f(d["max_rss_mb"], 0), _f(d["tree_peak_pss_mb"], 0), _f(d["tree_peak_rss_mb"], 0),
+                          d["tree_peak_processes"], _f(d["cpu_s"], 1), _f(d["wall_s"], 1)]
+                         for name, d in mem.items()])
+    lines += ["## Time per section", ""]
+    lines += _table(["section", "minutes"], [[k, _f(v / 60, 1)] for k, v in results["section_seconds"].items()])
+    return "\n".join(lines)
+
+
+def write_report(results: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    results = {**results, "targets": targets(results)}
+    json_path, md_path = out / "latest.json", out / "latest.md"
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    write_atomic(json_path, lambda handle: handle.write(text.encode()))
+    md = markdown(results) + "\n"
+    write_atomic(md_path, lambda handle: handle.write(md.encode()))
+    return json_path, md_path

@@ -1,0 +1,153 @@
+"""Large run directories for the scale figures, built through hpc-radr's own code without training anything.
+
+* ``status_run``: a sweep with many seeds (>= 1,000 runs) prepared with ``hpc_radr.submission.prepare``, a
+  ``submissions.jsonl`` entry like ``hpc_radr.executors.slurm.submit_jobs`` records (one training array of one
+  run per task, plus its embedding job), result files for the tasks Slurm says completed, a few failure
+  records, and fake ``sacct`` / ``squeue`` executables (first on PATH) that print recorded output in the exact
+  formats Slurm 22.05 prints for the commands ``hpc_radr.executors.slurm_state`` runs.
+* ``collect_run``: a sweep with >= 10,000 runs, every one with a result file copied from one real result
+  (``run_id`` and ``configuration`` rewritten).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from hpc_radr.demo_data import DemoSize, generate
+
+TINY = DemoSize(per_tier=2, negatives=4, test_per_tier=2, test_negatives=4)
+RUNS_PER_SEED = 28  # 2 datasets x (1 shared ratio-0.0 run + 2 ratios x 3 modes) x 2 focal settings
+TRAIN_JOB, EMBED_JOB = "4242", "4241"
+
+SWEEP = """name = "{name}"
+
+[[datasets]]
+name = "high_medium_low"
+tiers = ["high", "medium", "low"]
+
+[[datasets]]
+name = "high_medium"
+tiers = ["high", "medium"]
+
+[grid]
+upsampling_modes = ["linear", "mean", "smote"]
+upsampling_ratios = [0.0, 0.5, 1.0]
+focal_loss = [false, true]
+seeds = {seeds}
+
+[training]
+epochs = 20
+"""
+
+
+def tiny_data(folder: Path) -> Path:
+    if not (folder / "README.txt").exists():
+        generate(folder, TINY)
+    return folder
+
+
+def _prepare(work: Path, name: str, runs: int, data: Path):
+    from hpc_radr.submission import prepare
+
+    seeds = list(range(1, math.ceil(runs / RUNS_PER_SEED) + 1))
+    sweep = work / f"{name}.toml"
+    sweep.write_text(SWEEP.format(name=name, seeds=seeds))
+    return prepare(sweep, work / name, data, None, dedupe=True, overrides={}, write=True)
+
+
+def _result(template: dict, run_id: str, config, shared_by: list[int]) -> bytes:
+    record = dict(template, run_id=run_id, configuration=config.as_dict(), shared_by=shared_by)
+    return (json.dumps(record, indent=2) + "\n").encode()
+
+
+def _write_results(manifest, template: dict, run_ids: set[str]) -> None:
+    shared: dict[str, list[int]] = {}
+    for config in manifest.configurations:
+        shared.setdefault(config.run_id, []).append(config.index)
+    folder = manifest.run_dir.path / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    for config in manifest.runs:
+        if config.run_id in run_ids:
+            (folder / f"{config.run_id}.json").write_bytes(_result(template, config.run_id, config,
+                                                                  shared[config.run_id]))
+
+
+# Slurm 22.05, `sacct -X -n -P -o JobID,State -j ...`: one line per array task that has a job record (ended or
+# started), pending tasks still folded into the array's own record `JOB_[a-b%throttle]`, "CANCELLED by UID".
+# `squeue --array -h -o %i|%T -j ...`: one line per queued or running task (--array expands pending ones).
+def _task_states(n: int) -> dict[int, str]:
+    states = {}
+    for k in range(n):
+        if k < 700:
+            state = "COMPLETED"
+        elif k < 740:
+            state = "FAILED"
+        elif k < 760:
+            state = "CANCELLED by 0"
+        elif k < 780:
+            state = "TIMEOUT"
+        elif k < 800:
+            state = "OUT_OF_MEMORY"
+        elif k < 832:
+            state = "RUNNING"
+        elif k < 900:
+            state = "COMPLETED"
+        else:
+            state = "PENDING"
+        states[k] = state
+    return states
+
+
+def status_run(work: Path, template: dict, runs: int = 1000, throttle: int = 32) -> tuple[Path, Path, dict]:
+    """The run directory, the folder of fake Slurm executables, and what was recorded (counts per state)."""
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = _prepare(work, "status1000", runs, tiny_data(work / "tiny-data"))
+    run_ids = [c.run_id for c in manifest.runs]
+    states = _task_states(len(run_ids))
+    _write_results(manifest, template, {run_ids[k] for k, s in states.items() if s == "COMPLETED"})
+    failures = manifest.run_dir.path / "failures"
+    failures.mkdir(exist_ok=True)
+    for k, state in states.items():
+        if state == "FAILED" and k % 2 == 0:  # half of the failed tasks got to write their failure record
+            (failures / f"{run_ids[k]}.json").write_text(json.dumps({
+                "run_id": run_ids[k], "error": "RuntimeError: out of disk",
+                "log": str(manifest.run_dir.log(run_ids[k]))}))
+    entries = [
+        {"submitted_at": "2026-01-01T00:00:00+00:00", "kind": "embed", "name": "embed:high_medium_low",
+         "job_id": EMBED_JOB, "array": False, "tasks": [["high_medium_low"]]},
+        {"submitted_at": "2026-01-01T00:00:01+00:00", "kind": "train", "name": "train:0", "job_id": TRAIN_JOB,
+         "array": True, "tasks": [[r] for r in run_ids]},
+    ]
+    (manifest.run_dir.path / "submissions.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+    pending = [k for k, s in states.items() if s == "PENDING"]
+    sacct = [f"{EMBED_JOB}|COMPLETED"]
+    sacct += [f"{TRAIN_JOB}_{k}|{s}" for k, s in states.items() if s != "PENDING"]
+    sacct.append(f"{TRAIN_JOB}_[{pending[0]}-{pending[-1]}%{throttle}]|PENDING")
+    squeue = [f"{TRAIN_JOB}_{k}|RUNNING" for k, s in states.items() if s == "RUNNING"]
+    squeue += [f"{TRAIN_JOB}_{k}|PENDING" for k in pending]
+    fake = work / "fake-slurm"
+    fake.mkdir(exist_ok=True)
+    calls = fake / "calls.log"
+    for command, lines in (("sacct", sacct), ("squeue", squeue)):
+        (fake / f"{command}.out").write_text("\n".join(lines) + "\n")
+        script = fake / command
+        script.write_text(f'#!/bin/sh\necho "{command} $*" >> "{calls}"\ncat "{fake / (command + ".out")}"\n')
+        os.chmod(script, 0o755)
+    recorded = {}
+    for state in states.values():
+        recorded[state] = recorded.get(state, 0) + 1
+    return manifest.run_dir.path, fake, {"tasks": len(run_ids), "configurations": len(manifest.configurations),
+                                         "slurm_states": recorded, "sacct_lines": len(sacct),
+                                         "squeue_lines": len(squeue)}
+
+
+def collect_run(work: Path, template: dict, runs: int = 10_000) -> tuple[Path, dict]:
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = _prepare(work, "collect10000", runs, tiny_data(work / "tiny-data"))
+    _write_results(manifest, template, {c.run_id for c in manifest.runs})
+    return manifest.run_dir.path, {"runs": len(manifest.runs), "configurations": len(manifest.configurations),
+                                   "result_files": len(list((manifest.run_dir.path / "results").glob("*.json")))}
