@@ -10,7 +10,7 @@ import pandas as pd
 
 from hpc_radr.atomic import write_atomic
 from hpc_radr.manifest import RunDir, load
-from hpc_radr.results import TEST_METRICS, read_result
+from hpc_radr.results import TEST_METRICS
 from hpc_radr.status import run_states
 
 GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
@@ -54,16 +54,14 @@ def _row(record: dict) -> dict:
 def merge(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """One row per configuration (duplicates share their run's metrics); state says which rows have metrics."""
     manifest = load(RunDir(Path(run_dir)))
-    states, problems = run_states(manifest)
-    metrics = {}
-    for config in manifest.runs:
-        found = read_result(manifest.run_dir, config.run_id)
-        if found.record is not None:
-            metrics[config.run_id] = _row(found.record)
+    records: dict[str, dict] = {}
+    states, problems = run_states(manifest, records)  # reads every result file once
+    metrics = {run_id: _row(record) for run_id, record in records.items()}
     rows = []
     for config in manifest.configurations:
         state, error, _ = states[config.run_id]
-        rows.append({**config.as_dict(), "state": state, "error": error, **metrics.get(config.run_id, {})})
+        # vars(): the same plain fields as config.as_dict() (dataclasses.asdict), without its deep copy
+        rows.append({**vars(config), "state": state, "error": error, **metrics.get(config.run_id, {})})
     return pd.DataFrame(rows), problems
 
 

@@ -12,11 +12,12 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from hpc_radr.atomic import write_atomic
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are read or written: status and collect never need it
 
 
 class CacheError(ValueError):
@@ -47,6 +48,8 @@ def cache_key(data_fingerprint: str, model_fingerprint: str, extraction: dict) -
 
 
 def save(path: Path, embeddings: Embeddings, key: str) -> None:
+    import numpy as np
+
     def write(handle) -> None:
         np.savez(handle, x=embeddings.x, y=embeddings.y, labels=np.array(embeddings.labels), key=np.array(key))
 
@@ -55,6 +58,8 @@ def save(path: Path, embeddings: Embeddings, key: str) -> None:
 
 def load(path: Path, key: str) -> Embeddings:
     """Load a cache, refusing one built from anything else than ``key`` says."""
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as data:
             found = str(data["key"])

@@ -122,8 +122,12 @@ def _environment() -> dict:
 
 
 def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None,
-          finished: list[str] | None = None) -> TaskReport:
-    """Train ``run_ids`` one after another in this process; ``finished`` collects each run as it ends."""
+          finished: list[str] | None = None, claims: Path | None = None) -> TaskReport:
+    """Train ``run_ids`` one after another in this process; ``finished`` collects each run as it ends.
+
+    ``claims``: a folder shared by the workers of one local submission, which all get the same runs; each run
+    is trained by the worker that claims it first, so a worker that is ahead takes the next run (no worker
+    idles at the end while another still has a queue). Runs claimed by another worker are passed over."""
     run_dir = RunDir(Path(run_dir))
     manifest = load(run_dir)
     report = TaskReport()
@@ -144,6 +148,8 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
     versions = runtime.versions()
 
     for run_id in todo:
+        if claims is not None and not _claim(claims, run_id):
+            continue
         config = manifest.run(run_id)
         log = run_dir.log(run_id)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +192,15 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
         raise TaskFailed(f"{len(report.failed)} of {len(run_ids)} runs failed: {', '.join(report.failed)}; "
                          f"see {run_dir.path / 'failures'}")
     return report
+
+
+def _claim(claims: Path, run_id: str) -> bool:
+    """Atomically take ``run_id`` for this worker; False if another worker took it."""
+    try:
+        os.close(os.open(claims / run_id, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 class TrainTask(submitit.helpers.Checkpointable):

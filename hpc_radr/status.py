@@ -52,8 +52,10 @@ class StatusReport:
                 "configurations": [asdict(c) for c in self.configurations]}
 
 
-def run_states(manifest: Manifest) -> tuple[dict[str, tuple[str, str | None, str | None]], list[str]]:
-    """run_id -> (state, last error line, log path), and the result files that had to be skipped."""
+def run_states(manifest: Manifest, records: dict[str, dict] | None = None,
+               ) -> tuple[dict[str, tuple[str, str | None, str | None]], list[str]]:
+    """run_id -> (state, last error line, log path), and the result files that had to be skipped.
+    ``records`` (if given) receives every valid result, run_id -> record, so callers read each file once."""
     run_dir = manifest.run_dir
     states: dict[str, tuple[str, str | None, str | None]] = {}
     problems = []
@@ -61,6 +63,8 @@ def run_states(manifest: Manifest) -> tuple[dict[str, tuple[str, str | None, str
         found = read_result(run_dir, config.run_id)
         if found.record is not None:
             states[config.run_id] = ("completed", None, None)
+            if records is not None:
+                records[config.run_id] = found.record
             continue
         if found.problem:
             problems.append(found.problem)

@@ -178,16 +178,16 @@ def test_an_option_the_cluster_rejects_submits_and_creates_nothing(slurm_env, sm
 def test_a_preempted_task_is_requeued_and_skips_the_runs_it_finished(slurm_env, small_data, tmp_path):
     """USR2 is what Slurm sends before a time limit or a preemption; submitit requeues the task."""
     sweep = write_sweep(tmp_path, name="requeue", modes='["linear"]', ratios="[0.0, 1.0]", seeds="[1]",
-                        epochs=60, datasets=ONE_DATASET)
+                        epochs=200, datasets=ONE_DATASET)
     run_dir = tmp_path / "run"
     out = json.loads(cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
                          "--runs-per-task", "2", "--json").stdout)
     train = next(j for j in out["jobs"] if j["kind"] == "train")
     first, second = train["tasks"][0]
-    first_result = run_dir / "results" / f"{first}.json"
+    first_result, second_log = run_dir / "results" / f"{first}.json", run_dir / "logs" / f"{second}.log"
     deadline = time.monotonic() + 600
-    while not first_result.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while not second_log.exists() and time.monotonic() < deadline:  # the second run has just begun
+        time.sleep(0.1)
     assert first_result.exists(), "the first run never finished"
     stamp = first_result.stat().st_mtime_ns
     slurm(slurm_env, "scancel", "--signal=USR2", train["job_id"])
@@ -195,3 +195,18 @@ def test_a_preempted_task_is_requeued_and_skips_the_runs_it_finished(slurm_env, 
     assert first_result.stat().st_mtime_ns == stamp  # not trained again after the requeue
     second_result = json.loads((run_dir / "results" / f"{second}.json").read_text())
     assert second_result["environment"]["slurm"].get("SLURM_RESTART_COUNT") == "1"
+
+
+def test_a_failed_embedding_job_cancels_the_array_instead_of_every_task_failing(slurm_env, small_data, tmp_path):
+    data = shutil.copytree(small_data, tmp_path / "data")
+    sweep = write_sweep(tmp_path, name="embedfail", modes='["linear"]', ratios="[0.0, 1.0]", seeds="[1]", epochs=1,
+                        datasets=ONE_DATASET)
+    run_dir = tmp_path / "run"
+    out = json.loads(cli(slurm_env, "submit", sweep, "--data", data, "--run-dir", run_dir, "--partition", "gpu",
+                         "--sbatch", "hold", "--json").stdout)
+    victim = next((data / "train" / "RADR" / "high").iterdir())
+    victim.write_bytes(victim.read_bytes()[:-2])  # the data changes after submit: extraction must refuse it
+    slurm(slurm_env, "scontrol", "release", ",".join(j["job_id"] for j in out["jobs"]))
+    report = wait_until_settled(slurm_env, run_dir, expect={"cancelled": 2})
+    assert any("embedding job" in p and "high_medium" in p for p in report["problems"]), report["problems"]
+    assert not (run_dir / "results").exists() or not list((run_dir / "results").glob("*.json"))

@@ -1,12 +1,15 @@
 """Running a submission on this machine through submitit's LocalExecutor, with a cap on workers.
 
-submitit's LocalExecutor starts every job at once, so the pending runs are dealt round-robin into
-``workers`` jobs; each job trains its share one run after another in one process (TensorFlow is
-imported once per worker). Embedding caches are built first, in one job that uses every core.
+submitit's LocalExecutor starts every job at once, so ``workers`` jobs are started, each one process that
+trains runs one after another (TensorFlow is imported once per worker): every worker takes the next run no
+other worker has claimed yet, so they all end within about one run of each other. Embedding caches are built
+first, in one job that uses every core.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,8 +66,10 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
     if todo:
         workers = max(1, min(workers, len(todo)))
         threads = max(1, runner.worker_cpus() // workers)
-        chunks = [todo[k::workers] for k in range(workers)]
-        jobs = [executor.submit(runner.train, run_dir.path, chunk, force, threads) for chunk in chunks]
+        claims = run_dir.submitit / "claims" / f"{os.getpid()}-{time.time_ns()}"
+        claims.mkdir(parents=True)
+        jobs = [executor.submit(runner.train, run_dir.path, todo, force, threads, None, claims)
+                for _ in range(workers)]
 
         since = time.time() - 1
 
@@ -74,6 +79,7 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
             return sum(1 for p in paths if p.exists() and p.stat().st_mtime >= since)
 
         _wait(jobs, finished, len(todo), "training", progress)
+        shutil.rmtree(claims, ignore_errors=True)  # left in place if interrupted: workers may still be running
         for job in jobs:
             try:
                 job.result()
