@@ -121,3 +121,19 @@ def test_a_second_submission_into_the_same_run_directory_is_refused(run_copy):
         result = CliRunner().invoke(app, ["resubmit", str(run_copy), "--executor", "local"])
     assert result.exit_code == 2
     assert "another submission" in result.stderr
+
+
+def test_a_failing_run_records_its_error_and_the_others_still_train(run_copy):
+    run_dir = RunDir(run_copy)
+    manifest = load(run_dir)
+    broken = next(c.run_id for c in manifest.runs if c.dataset == "high_medium")
+    healthy = next(c.run_id for c in manifest.runs if c.dataset == "high_medium_low")
+    for run_id in (broken, healthy):
+        run_dir.result(run_id).unlink()
+    manifest.run_dir.cache_file(manifest.units["high_medium"]["key"]).write_bytes(b"not an npz")
+    with pytest.raises(runner.TaskFailed, match=broken):
+        runner.train(run_copy, [broken, healthy])
+    failure = json.loads(run_dir.failure(broken).read_text())
+    assert "unreadable embedding cache" in failure["error"] and "Traceback" in failure["traceback"]
+    assert read_result(run_dir, healthy).record is not None
+    assert not run_dir.result(broken).exists()

@@ -7,7 +7,7 @@ import shutil
 import sys
 from contextlib import nullcontext
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,27 +21,28 @@ class ExecutorName(str, Enum):
 
 
 Executor = Annotated[ExecutorName, typer.Option(
-    "--executor", help="local: this machine; slurm: job arrays; auto: slurm when --partition is given or sbatch exists.")]
+    "--executor",
+    help="local: this machine; slurm: job arrays; auto: slurm when --partition is given or sbatch exists.")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Local executor: concurrent worker processes.")]
 Force = Annotated[bool, typer.Option("--force", help="Retrain runs that already have a result.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch scripts and chain; submit nothing.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
-Partition = Annotated[Optional[str], typer.Option("--partition", "-p", help="Slurm partition.", rich_help_panel="Slurm")]
-Gpus = Annotated[Optional[int], typer.Option("--gpus-per-task", min=0, rich_help_panel="Slurm",
-                                             help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")]
-Cpus = Annotated[int, typer.Option("--cpus-per-task", min=1, rich_help_panel="Slurm", help="CPUs per training task.")]
-MemGb = Annotated[float, typer.Option("--mem-gb", min=0.5, rich_help_panel="Slurm", help="Memory per task in GB.")]
-TimeMin = Annotated[int, typer.Option("--time-min", min=1, rich_help_panel="Slurm", help="Time limit per task (minutes).")]
-Account = Annotated[Optional[str], typer.Option("--account", rich_help_panel="Slurm", help="Slurm account.")]
-Qos = Annotated[Optional[str], typer.Option("--qos", rich_help_panel="Slurm", help="Slurm QOS.")]
-Throttle = Annotated[int, typer.Option("--array-parallelism", min=1, rich_help_panel="Slurm",
+Partition = Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")]
+Gpus = Annotated[int | None, typer.Option(
+    "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")]
+Cpus = Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")]
+MemGb = Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per task in GB.")]
+TimeMin = Annotated[int, typer.Option("--time-min", min=1, help="Time limit per task (minutes).")]
+Account = Annotated[str | None, typer.Option("--account", help="Slurm account.")]
+Qos = Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")]
+Throttle = Annotated[int, typer.Option("--array-parallelism", min=1,
                                        help="At most this many array tasks at once (%N).")]
-RunsPerTask = Annotated[int, typer.Option("--runs-per-task", min=1, rich_help_panel="Slurm",
+RunsPerTask = Annotated[int, typer.Option("--runs-per-task", min=1,
                                           help="Runs trained one after another by each array task.")]
-Sbatch = Annotated[list[str], typer.Option("--sbatch", rich_help_panel="Slurm",
-                                           help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")]
-Setup = Annotated[list[str], typer.Option("--setup", rich_help_panel="Slurm",
-                                          help="Shell line run before each task (module load ..., activate ...); repeatable.")]
+Sbatch = Annotated[list[str], typer.Option(
+    "--sbatch", help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")]
+Setup = Annotated[list[str], typer.Option(
+    "--setup", help="Shell line run before each task (module load ..., activate ...); repeatable.")]
 
 
 def slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task, sbatch, setup):
