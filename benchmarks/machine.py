@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 PACKAGES = ("hpc-radr", "birdnet-analyzer", "tensorflow", "keras", "numpy", "pandas", "pyarrow", "matplotlib",
@@ -46,7 +46,7 @@ def describe(command: list[str]) -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(command),
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),

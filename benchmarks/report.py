@@ -77,11 +77,12 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def markdown(results: dict) -> str:
     m = results["machine"]
     s = results["sections"]
+    load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
     lines = [f"# hpc-radr benchmark, {m['date']}", "",
              f"Command: `{m['command']}` ({'quick' if results['quick'] else 'full'}); total "
              f"{results['total_seconds'] / 60:.1f} min.", "",
              f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
-             f"{m['os']}, Python {m['python']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}.",
+             f"{m['os']}, Python {m['python']}; load average at start {load}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
              f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", "",
              f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "

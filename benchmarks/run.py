@@ -194,7 +194,7 @@ def section_overhead(ctx: dict, sweep: dict | None) -> dict:
 
     log(f"overhead: {n} runs, one process each")
     single = []
-    for position, run_id in zip(positions, ids):
+    for position, run_id in zip(positions, ids, strict=True):
         done = measure.run([*hpc_radr(), "run-task", run_dir, "--run", position, "--force", "--threads", 1],
                            env=ctx["env"], cwd=REPO, capture=True)
         single.append(breakdown(done, [run_id]))
@@ -307,6 +307,14 @@ def section_memory(ctx: dict) -> dict:
         done = measure.run([*hpc_radr(), "run-task", project, "--run", 0, "--run", 1, "--run", 2, "--run", 3,
                             "--force", "--threads", 2], env=env, cwd=REPO, capture=True, memory=True)
         result["training task, 4 runs, 2 threads"] = done.as_dict()
+    log(f"memory: one training task on {LARGE_SAMPLES:,} synthetic embeddings (linear upsampling to ratio 1.0)")
+    large, position = large_training_run(ctx["work"] / "memory-large", ctx["data"])
+    done = measure.run([*hpc_radr(), "run-task", large, "--run", position, "--force", "--threads", 2],
+                       env=env, cwd=REPO, capture=True, memory=True)
+    record = json.loads(next((large / "results").glob("*.json")).read_text())
+    result[f"training task, {LARGE_SAMPLES:,} embeddings, 2 threads"] = {
+        **done.as_dict(), "samples_fit": record["sample_counts"]["fit_after_upsampling"],
+        "epochs": record["epochs_run"]}
     fresh = ctx["work"] / "memory-embed"
     manifest = prepare(SWEEP, fresh, ctx["data"], None, dedupe=True, overrides={"epochs": ctx["epochs"]},
                        write=True)
@@ -320,6 +328,29 @@ def section_memory(ctx: dict) -> dict:
                            cwd=REPO, capture=True, memory=True)
         result[f"extraction task, {cpus} workers ({unit})"] = done.as_dict()
     return result
+
+
+LARGE_SAMPLES = 15_000  # a large real dataset (BirdNET's per-epoch cost was measured at 3,000 and 15,000)
+
+
+def large_training_run(folder: Path, data: Path) -> tuple[Path, int]:
+    """A run directory whose caches hold random embeddings, 15,000 for training (10% positives) and 2,000 for
+    testing, and the position of a 'linear, ratio 1.0' run on it: the memory of training on a large dataset."""
+    import numpy as np
+
+    from hpc_radr import embedding_cache
+    from hpc_radr.submission import prepare
+
+    manifest = prepare(SWEEP, folder, data, None, dedupe=True, overrides={"epochs": 2}, write=True)
+    rng = np.random.default_rng(0)
+    for unit, n in (("high_medium_low", LARGE_SAMPLES), ("test", 2_000)):
+        y = (rng.random((n, 1)) < 0.1).astype("float32")
+        x = (rng.standard_normal((n, 1024)) + y).astype("float32")
+        embedding_cache.save(manifest.run_dir.cache_file(manifest.units[unit]["key"]),
+                             embedding_cache.Embeddings(x, y, ["RADR"]), manifest.units[unit]["key"])
+    position = next(k for k, c in enumerate(manifest.runs) if c.dataset == "high_medium_low"
+                    and c.upsampling_mode == "linear" and c.upsampling_ratio == 1.0 and not c.focal_loss)
+    return folder, position
 
 
 # --------------------------------------------------------------------------------------------------- main

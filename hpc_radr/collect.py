@@ -54,9 +54,12 @@ def _row(record: dict) -> dict:
 def merge(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """One row per configuration (duplicates share their run's metrics); state says which rows have metrics."""
     manifest = load(RunDir(Path(run_dir)))
-    records: dict[str, dict] = {}
-    states, problems = run_states(manifest, records)  # reads every result file once
-    metrics = {run_id: _row(record) for run_id, record in records.items()}
+    metrics: dict[str, dict] = {}
+
+    def keep(run_id: str, record: dict) -> None:
+        metrics[run_id] = _row(record)
+
+    states, problems = run_states(manifest, keep)  # reads every result file once
     rows = []
     for config in manifest.configurations:
         state, error, _ = states[config.run_id]

@@ -8,6 +8,7 @@ are layered on top by the executor that knows them.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,10 +53,11 @@ class StatusReport:
                 "configurations": [asdict(c) for c in self.configurations]}
 
 
-def run_states(manifest: Manifest, records: dict[str, dict] | None = None,
+def run_states(manifest: Manifest, on_result: Callable[[str, dict], None] | None = None,
                ) -> tuple[dict[str, tuple[str, str | None, str | None]], list[str]]:
     """run_id -> (state, last error line, log path), and the result files that had to be skipped.
-    ``records`` (if given) receives every valid result, run_id -> record, so callers read each file once."""
+    ``on_result(run_id, record)`` (if given) sees every valid result as it is read, so callers need not read
+    the files again (and need not keep whole records alive)."""
     run_dir = manifest.run_dir
     states: dict[str, tuple[str, str | None, str | None]] = {}
     problems = []
@@ -63,8 +65,8 @@ def run_states(manifest: Manifest, records: dict[str, dict] | None = None,
         found = read_result(run_dir, config.run_id)
         if found.record is not None:
             states[config.run_id] = ("completed", None, None)
-            if records is not None:
-                records[config.run_id] = found.record
+            if on_result is not None:
+                on_result(config.run_id, found.record)
             continue
         if found.problem:
             problems.append(found.problem)

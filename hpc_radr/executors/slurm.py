@@ -20,7 +20,10 @@ import submitit
 from hpc_radr import runner
 from hpc_radr.submission import Work, record_submission
 
-DEFAULT_MEM_GB = 4  # training peaks near 0.8 GB and extraction near 1.2 GB (README, "Memory"); margin for TF
+# Measured peaks (benchmarks/results/latest.md, "Peak memory"): a training task 0.8 GB (1.1 GB with 15,000
+# embeddings), an extraction task with 4 workers 1.4 GB PSS / 2.8 GB RSS. 4 GB leaves room for TensorFlow's
+# CUDA libraries on GPU nodes, which the CPU-only measurement does not include.
+DEFAULT_MEM_GB = 4
 
 
 class SlurmError(RuntimeError):
