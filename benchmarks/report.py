@@ -112,6 +112,14 @@ def markdown(results: dict) -> str:
         lines += _table(["", "CPU-s", "wall s", "other load CPU-s", "how"], table)
         lines += [f"hpc-radr / floor: {_f(sweep['ratio_to_floor']['cpu'])}x CPU, "
                   f"{_f(sweep['ratio_to_floor']['wall'])}x wall."]
+        cores = results["machine"]["cores_usable"]
+        loads = [("hpc-radr sweep", meas["foreign_cpu_s"], meas["wall_s"])]
+        if naive:
+            loads.append(("naive sweep", naive["foreign_cpu_s"], naive["measured_wall_s"]))
+        for name, other, wall in loads:
+            if other and other > 0.05 * wall * cores:
+                lines += [f"**Other load during the {name}: {_f(other, 0)} CPU-s, {100 * other / (wall * cores):.0f}% "
+                          "of the machine: its wall time is inflated by it (its CPU-seconds are not).**"]
         if naive:
             lines += [f"naive / hpc-radr: {_f(naive['cpu_s_108'] / meas['cpu_s'])}x CPU, "
                       f"{_f(naive['wall_s_108'] / meas['wall_s'])}x wall."]
@@ -221,3 +229,11 @@ def write_report(results: dict, out: Path) -> tuple[Path, Path]:
     md = markdown(results) + "\n"
     write_atomic(md_path, lambda handle: handle.write(md.encode()))
     return json_path, md_path
+
+
+if __name__ == "__main__":  # re-render latest.md from a latest.json: python -m benchmarks.report RESULTS.json
+    import sys
+
+    found = json.loads(Path(sys.argv[1]).read_text())
+    found.pop("targets", None)
+    print(*write_report(found, Path(sys.argv[1]).parent), sep="\n")
