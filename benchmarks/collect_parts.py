@@ -23,8 +23,9 @@ def main() -> None:
     timed("import_cli", lambda: __import__("hpc_radr.cli"))
     timed("import_collect", lambda: __import__("hpc_radr.collect"))
     from hpc_radr.collect import collect, merge
+    from hpc_radr.manifest import RunDir, load
 
-    timed("merge_only", lambda: merge(run_dir))
+    timed("merge_only", lambda: merge(load(RunDir(run_dir))))
     found = timed("collect_merge_and_write", lambda: collect(run_dir))
     timed("import_report", lambda: __import__("hpc_radr.report"))
     timed("import_figures", lambda: __import__("hpc_radr.report.figures"))

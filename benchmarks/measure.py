@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -219,9 +219,14 @@ def run_batch(commands: list[Sequence], slots: int, env: dict | None = None, cwd
     return Batch(measured, wall, foreign)
 
 
-def repeat(command: Sequence, times: int, **kwargs) -> dict:
-    """Median, min and max wall and CPU over ``times`` runs of a short command (plus every sample)."""
-    samples = [run(command, **kwargs) for _ in range(times)]
+def repeat(command: Sequence, times: int, before: Callable[[], None] | None = None, **kwargs) -> dict:
+    """Median, min and max wall and CPU over ``times`` runs of a short command (plus every sample);
+    ``before`` runs ahead of each one, outside the measurement."""
+    samples = []
+    for _ in range(times):
+        if before is not None:
+            before()
+        samples.append(run(command, **kwargs))
     walls, cpus = [m.wall_s for m in samples], [m.cpu_s for m in samples]
     return {
         "command": samples[0].command, "runs": times,

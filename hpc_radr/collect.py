@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from hpc_radr.atomic import write_atomic
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import Manifest, RunDir, load
 from hpc_radr.results import TEST_METRICS
 from hpc_radr.status import run_states
 
@@ -48,12 +49,12 @@ def _row(record: dict) -> dict:
         "fit_seconds": record["timings"]["fit_s"],
         "host": environment.get("host"),
         "slurm_job_id": environment.get("slurm", {}).get("SLURM_JOB_ID"),
+        "versions": json.dumps(record.get("versions", {}), sort_keys=True),  # the software that trained it
     }
 
 
-def merge(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+def merge(manifest: Manifest) -> tuple[pd.DataFrame, list[str]]:
     """One row per configuration (duplicates share their run's metrics); state says which rows have metrics."""
-    manifest = load(RunDir(Path(run_dir)))
     metrics: dict[str, dict] = {}
 
     def keep(run_id: str, record: dict) -> None:
@@ -90,10 +91,10 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
     write_atomic(path, lambda handle: handle.write(data))
 
 
-def collect(run_dir: Path) -> Collected:
+def collect(run_dir: Path, manifest: Manifest | None = None) -> Collected:
     """Write results.csv, results.parquet and summary.csv into the run directory."""
     run_dir = Path(run_dir)
-    table, problems = merge(run_dir)
+    table, problems = merge(manifest or load(RunDir(run_dir)))
     summary = summarize(table)
     files = [run_dir / "results.csv", run_dir / "results.parquet", run_dir / "summary.csv"]
     _write_frame(files[0], table)

@@ -293,3 +293,51 @@ def test_a_run_without_results_still_gets_a_report(small_data, tmp_path):
     assert report.figures == [] and report.effects["n"].eq(0).all()
     assert {w["kind"] for w in report.warnings} >= {"missing", "few_seeds"}
     assert "No figures: no run has finished yet." in report.html.read_text()
+
+
+def _collect(run_dir) -> dict:
+    result = CliRunner().invoke(_app(), ["collect", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_collect_rebuilds_the_report_only_when_what_it_shows_changed(small_data, tmp_path):
+    manifest = build_run(small_data, tmp_path, skip=[MISSING])
+    run_dir, html = manifest.run_dir, tmp_path / "run" / "report" / "report.html"
+    assert _collect(run_dir.path)["report_rebuilt"]
+    built_at = html.stat().st_mtime_ns
+    again = _collect(run_dir.path)
+    assert not again["report_rebuilt"] and html.stat().st_mtime_ns == built_at
+    assert again["warnings"] and again["answer"]  # the kept report still answers
+    missing = next(c for c in manifest.runs if (c.dataset, c.upsampling_mode, c.upsampling_ratio, c.focal_loss,
+                                                  c.seed) == MISSING)
+    path = run_dir.result(missing.run_id)
+    path.write_text("{ half a result")  # a skipped file is news to the report
+    data = _collect(run_dir.path)
+    assert data["report_rebuilt"] and any(w["kind"] == "skipped_file" for w in data["warnings"])
+    write_result(run_dir, missing.run_id, record(missing, metrics(missing, DATASETS.index(missing.dataset))))
+    data = _collect(run_dir.path)
+    assert data["report_rebuilt"] and not {"missing", "skipped_file"} & {w["kind"] for w in data["warnings"]}
+    (tmp_path / "run" / "report" / "recall_by_ratio.png").unlink()
+    assert _collect(run_dir.path)["report_rebuilt"]
+    assert (tmp_path / "run" / "report" / "recall_by_ratio.png").is_file()
+
+
+def test_a_report_build_that_breaks_off_is_not_taken_for_current(small_data, tmp_path, monkeypatch):
+    from hpc_radr.report import render
+
+    manifest = build_run(small_data, tmp_path, skip=[MISSING])
+    assert _collect(manifest.run_dir.path)["report_rebuilt"]
+    missing = next(c for c in manifest.runs if (c.dataset, c.upsampling_mode, c.upsampling_ratio, c.focal_loss,
+                                                  c.seed) == MISSING)
+    write_result(manifest.run_dir, missing.run_id, record(missing, metrics(missing, 1)))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed while writing the report")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(render, "to_html", broken)
+        result = CliRunner().invoke(_app(), ["collect", str(manifest.run_dir.path), "--json"])
+        assert result.exit_code != 0
+    data = _collect(manifest.run_dir.path)
+    assert data["report_rebuilt"] and "missing" not in {w["kind"] for w in data["warnings"]}

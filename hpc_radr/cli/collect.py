@@ -1,5 +1,5 @@
-"""`hpc-radr collect`: merge results into results.csv / results.parquet, print the summary over seeds, and build
-the report (RUN_DIR/report/report.html)."""
+"""`hpc-radr collect`: merge results into results.csv / results.parquet, print the summary over seeds, and bring
+the report (RUN_DIR/report/report.html) up to date."""
 
 from __future__ import annotations
 
@@ -31,25 +31,28 @@ def collect(
                                  help="Rows, summary, and the report's answer, effects and warnings as JSON."),
 ) -> None:
     """Merge per-run results (one row per configuration) and summarize over seeds; missing runs are listed.
-    Then build the report (effects of each remedy, rankings, figures, warnings) in RUN_DIR/report/."""
-    from hpc_radr.collect import collect as merge
+    Then bring the report (effects of each remedy, rankings, figures, warnings) in RUN_DIR/report/ up to date:
+    it is built again only when the results, the skipped files or the manifest changed."""
+    from hpc_radr.collect import collect as collect_results
     from hpc_radr.manifest import load, resolve_run_dir
-    from hpc_radr.report import build_report
+    from hpc_radr.report import update_report
     from hpc_radr.submission import sweep_drift
 
     with user_errors():
         run = resolve_run_dir(run_dir)
-        found = merge(run.path)
-        built = build_report(run.path, (found.table, found.problems))
-        drift = sweep_drift(load(run))
+        manifest = load(run)
+        found = collect_results(run.path, manifest)
+        report = update_report(manifest, found.table, found.problems)
+        drift = sweep_drift(manifest)
     if drift:
         errors.print(f"[yellow]warning:[/] {drift}")
+    content = report.as_dict()
     if as_json:
-        content = built.as_dict()
         emit_json({"files": found.files, "missing": found.missing, "failed": found.failed,
                    "problems": found.problems, "rows": found.table.to_dict(orient="records"),
                    "summary": found.summary.to_dict(orient="records"), "report": content["html"],
-                   "answer": content["answer"], "effects": content["effects"], "warnings": content["warnings"]})
+                   "report_rebuilt": report.rebuilt, "answer": content["answer"], "effects": content["effects"],
+                   "warnings": content["warnings"]})
         return
     if not found.summary.empty:
         show_summary(found.summary)
@@ -61,7 +64,9 @@ def collect(
         console.print(f"[yellow]missing[/] (indices): {found.missing}")
     for problem in found.problems:
         console.print(f"[yellow]skipped:[/] {problem}")
-    show_answer(built)
+    show_answer(content)
+    if not report.rebuilt:
+        console.print("(report unchanged: no result, skipped file or manifest changed since it was built)")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,19 +9,19 @@ import typer
 from hpc_radr.cli.output import console, emit_json, user_errors
 
 
-def show_answer(report) -> None:
-    """The answer per dataset in a few lines, then where the whole report is."""
-    for entry in report.analysis.answer:
+def show_answer(content: dict) -> None:
+    """The answer per dataset in a few lines, then where the whole report is (``content``: report.json)."""
+    for entry in content["answer"]:
         helps = ", ".join(e["remedy"] for e in entry["helps"]) or "none"
         line = (f"{entry['dataset']}: raise recall without costing precision ({len(entry['helps'])} of "
                 f"{entry['n_remedies']}): {helps}")
         if entry["trade_off"]:
             line += f"; raise recall but may cost precision: {', '.join(e['remedy'] for e in entry['trade_off'])}"
         console.print(line, markup=False, highlight=False)
-    if report.warnings:
-        kinds = sorted({w["kind"] for w in report.warnings})
-        console.print(f"[yellow]{len(report.warnings)} warning(s)[/] in the report: {', '.join(kinds)}")
-    console.print(f"report: {report.html}", markup=False, highlight=False)
+    if content["warnings"]:
+        kinds = sorted({w["kind"] for w in content["warnings"]})
+        console.print(f"[yellow]{len(content['warnings'])} warning(s)[/] in the report: {', '.join(kinds)}")
+    console.print(f"report: {content['html']}", markup=False, highlight=False)
 
 
 def report(
@@ -35,10 +35,11 @@ def report(
 
     with user_errors():
         built = build_report(resolve_run_dir(run_dir).path)
+    content = built.as_dict()
     if as_json:
-        emit_json(built.as_dict())
+        emit_json(content)
         return
-    show_answer(built)
+    show_answer(content)
 
 
 def register(app: typer.Typer) -> None:
