@@ -9,25 +9,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temporary file in the same folder, fsync it, then rename it over ``path``."""
+    """Write through a temporary file in the same folder, fsync it, then rename it over ``path``.
+
+    Whatever fails (a full disk at write, close, fsync or rename; a kill), the temporary file is removed and
+    ``path`` keeps its previous content. An OSError about the temporary file is raised again about ``path``,
+    the file the user knows (same errno, so the same exception class)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _about(err, path) from err
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file the user writes
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):
+            raise _about(err, path) from err
         raise
+
+
+def _about(err: OSError, path: Path) -> OSError:
+    return err if err.errno is None else OSError(err.errno, err.strerror, str(path))
 
 
 def write_json(path: Path, data: object) -> None:

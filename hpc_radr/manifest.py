@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 
 from hpc_radr import __version__
-from hpc_radr.atomic import write_json
+from hpc_radr.atomic import write_atomic, write_json
 from hpc_radr.birdnet.model_files import ModelFiles, default_model, resolve_model
 from hpc_radr.datasets import inspect
 from hpc_radr.embedding_cache import cache_key
@@ -184,7 +184,8 @@ def freeze(manifest: Manifest) -> Manifest:
     run_dir = manifest.run_dir
     if not run_dir.manifest.exists():
         run_dir.path.mkdir(parents=True, exist_ok=True)
-        (run_dir.path / "sweep.toml").write_text(manifest.raw["sweep_text"], encoding="utf-8")
+        sweep_text = manifest.raw["sweep_text"].encode("utf-8")
+        write_atomic(run_dir.path / "sweep.toml", lambda handle: handle.write(sweep_text))  # whole on a full disk
         write_json(run_dir.manifest, manifest.raw)
     point_latest(run_dir)
     return manifest

@@ -6,9 +6,11 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Wide tables stay readable when piped or logged (rich would otherwise assume 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -24,16 +26,31 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from hpc_radr.datasets import DataError
     from hpc_radr.embedding_cache import CacheError
     from hpc_radr.manifest import RunDirError
+    from hpc_radr.storage import NotWritable
     from hpc_radr.sweep import SweepError
 
-    return (SweepError, DataError, ModelError, RunDirError, CacheError)
+    return (SweepError, DataError, ModelError, RunDirError, CacheError, NotWritable)
 
 
 @contextmanager
 def user_errors(extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
-    """Turn the library's validation errors into a message and exit code 2, without a traceback."""
+    """Turn the library's validation errors, and a full disk or read-only folder met while writing, into one
+    message and exit code 2, without a traceback. Files are written atomically, so a failed write leaves the
+    previous whole file in place; the message says which path failed and why."""
+    from hpc_radr.storage import describe, hint, storage_error
+
     try:
         yield
     except _expected_errors() + extra as err:
-        errors.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(err))
+    except OSError as err:
+        fault = storage_error(err)
+        if fault is None:
+            raise
+        _fail(f"{describe(fault)}; nothing was left half-written; {hint(fault)}")
+
+
+def _fail(message: str) -> NoReturn:
+    # escape: paths and messages may hold [brackets]; soft_wrap: one line even when stderr is not a terminal
+    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
