@@ -4,7 +4,8 @@ Two kinds of task: ``embed`` builds the embedding cache of some units; ``train``
 one after another in this process (TensorFlow is imported once per process, results are identical to
 one process per run because every run clears Keras' session and reseeds). A run whose valid result
 exists is skipped unless forced. A failing run leaves a failure record and does not stop the others;
-the task then raises at the end so schedulers mark it failed.
+the task then raises at the end so schedulers mark it failed. A full disk or read-only folder is the
+exception: it stops the task at once (``StorageFailed``), since every later run would fail the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from hpc_radr import embedding_cache
 from hpc_radr.datasets import TEST_UNIT, EmbeddingUnit, materialize
 from hpc_radr.manifest import Manifest, RunDir, load
 from hpc_radr.results import has_result, write_failure, write_result
+from hpc_radr.storage import FULL, describe, storage_error
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
                    "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
@@ -36,6 +38,14 @@ SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", 
 
 class TaskFailed(RuntimeError):
     """Some runs of a task failed; their failure records hold the details."""
+
+
+class StorageFailed(TaskFailed):
+    """A run's files could not be written (disk or quota full, read-only or forbidden folder).
+
+    The task stops at the first such fault instead of training its other runs: they would train for minutes
+    each and then fail to write in the same place, holding the allocation for nothing. Runs not tried have no
+    result and no failure record, so `status` lists them as missing and `resubmit` runs them again."""
 
 
 @dataclass
@@ -150,60 +160,97 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
     versions = runtime.versions()
 
     frozen = False
-    for run_id in todo:
-        if claims is not None and not _claim(claims, run_id):
-            continue
-        if not frozen and "tensorflow" in sys.modules:
-            # Keras' clear_session() at the start of every run collects garbage over TensorFlow's ~400,000
-            # objects: 0.25 s per run. They live as long as the process, so exempt them from collection.
-            if report.trained or report.failed:
-                gc.collect()  # the previous run's garbage is not frozen with them
-            gc.freeze()
-            frozen = True
-        config = manifest.run(run_id)
-        log = run_dir.log(run_id)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        begun = datetime.now(UTC).isoformat(timespec="seconds")
-        try:
-            with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                load_started, cpu_started = time.perf_counter(), time.process_time()
-                train_set = ensure_embeddings(manifest, config.dataset)
-                test_set = ensure_embeddings(manifest, TEST_UNIT)
-                load_s = time.perf_counter() - load_started
-                outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
-            outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s,
-                                      run_cpu_s=time.process_time() - cpu_started)
-            write_result(run_dir, run_id, {
-                "configuration": config.as_dict(),
-                "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],
-                "training": settings.model_dump(),
-                "evaluation_protocol": settings.evaluation,
-                **outcome,
-                "model_file": str(run_dir.model(run_id)),
-                "versions": versions,
-                "environment": _environment(),
-                "gpus": runtime.gpus_seen(),
-                "started_at": begun,
-                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            })
-            report.trained.append(run_id)
-            if finished is not None:
-                finished.append(run_id)
-        except Exception as err:
-            write_failure(run_dir, run_id, {
-                "error": f"{type(err).__name__}: {err}".strip(),
-                "traceback": traceback.format_exc(),
-                "log": str(log),
-                "environment": _environment(),
-                "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            })
-            report.failed.append(run_id)
-    if frozen:
-        gc.unfreeze()
+    try:
+        for position, run_id in enumerate(todo):
+            if claims is not None and not _claim(claims, run_id):
+                continue
+            if not frozen and "tensorflow" in sys.modules:
+                # Keras' clear_session() at the start of every run collects garbage over TensorFlow's ~400,000
+                # objects: 0.25 s per run. They live as long as the process, so exempt them from collection.
+                if report.trained or report.failed:
+                    gc.collect()  # the previous run's garbage is not frozen with them
+                gc.freeze()
+                frozen = True
+            config = manifest.run(run_id)
+            log = run_dir.log(run_id)
+            begun = datetime.now(UTC).isoformat(timespec="seconds")
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                    load_started, cpu_started = time.perf_counter(), time.process_time()
+                    train_set = ensure_embeddings(manifest, config.dataset)
+                    test_set = ensure_embeddings(manifest, TEST_UNIT)
+                    load_s = time.perf_counter() - load_started
+                    outcome = training.train_and_evaluate(config, settings, train_set, test_set,
+                                                          run_dir.model(run_id))
+                outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s,
+                                          run_cpu_s=time.process_time() - cpu_started)
+                write_result(run_dir, run_id, {
+                    "configuration": config.as_dict(),
+                    "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],
+                    "training": settings.model_dump(),
+                    "evaluation_protocol": settings.evaluation,
+                    **outcome,
+                    "model_file": str(run_dir.model(run_id)),
+                    "versions": versions,
+                    "environment": _environment(),
+                    "gpus": runtime.gpus_seen(),
+                    "started_at": begun,
+                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                })
+                report.trained.append(run_id)
+                if finished is not None:
+                    finished.append(run_id)
+            except Exception as err:
+                report.failed.append(run_id)
+                unrecorded = _record_failure(run_dir, run_id, err, log)
+                fault = storage_error(err) or unrecorded  # any fault of the failure record: storage is broken
+                if fault is not None:
+                    raise StorageFailed(_storage_message(run_dir, run_id, err, fault, unrecorded,
+                                                         todo[position + 1:])) from err
+    finally:
+        if frozen:
+            gc.unfreeze()
     if report.failed:
         raise TaskFailed(f"{len(report.failed)} of {len(run_ids)} runs failed: {', '.join(report.failed)}; "
                          f"see {run_dir.path / 'failures'}")
     return report
+
+
+def _record_failure(run_dir: RunDir, run_id: str, err: Exception, log: Path) -> OSError | None:
+    """Write the run's failure record; the OSError that prevented it, if one did (else None).
+
+    On a full disk the record usually cannot be written either: that must not replace the run's own error."""
+    try:
+        write_failure(run_dir, run_id, {
+            "error": f"{type(err).__name__}: {err}".strip(),
+            "traceback": traceback.format_exc(),
+            "log": str(log),
+            "environment": _environment(),
+            "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+    except OSError as failed:
+        return failed
+    return None
+
+
+def _storage_message(run_dir: RunDir, run_id: str, err: Exception, fault: OSError, unrecorded: OSError | None,
+                     untried: list[str]) -> str:
+    """One line: which path could not be written and why, what that means for the runs, what to do."""
+    text = ""
+    if storage_error(err) is None:  # the run failed for its own reason; only its failure record met the fault
+        first = (str(err).strip().splitlines() or [""])[0]
+        text = f"run {run_id} failed ({type(err).__name__}: {first}) and its failure record could not be written: "
+    text += describe(fault, f"the log, model or embedding cache of run {run_id} in {run_dir.path}")
+    text += f"; run {run_id} has no result" + (" and no failure record" if unrecorded else "")
+    if untried:
+        text += f"; the task stopped before its {len(untried)} other run{'s' * (len(untried) > 1)} " \
+                f"({', '.join(untried)}), which would fail the same way"
+    return text + f"; rerun with `hpc-radr resubmit {run_dir.path}` once {_remedy(fault)}"
+
+
+def _remedy(fault: OSError) -> str:
+    return "there is space" if fault.errno in FULL else "the folder is writable"
 
 
 def _claim(claims: Path, run_id: str) -> bool:
