@@ -98,6 +98,7 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
     from hpc_radr.executors.local import run_local
     from hpc_radr.executors.slurm import check_with_sbatch, plan_slurm, submit_jobs
     from hpc_radr.manifest import freeze
+    from hpc_radr.storage import check_writable
     from hpc_radr.submission import active_runs, remaining, submission_lock
 
     if executor is ExecutorName.slurm:
@@ -108,6 +109,8 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
 
         work, jobs = planned()
         if not dry_run and jobs:
+            # a read-only or full run directory would otherwise fail the tasks after they waited in the queue
+            check_writable(manifest.run_dir.path)
             check_with_sbatch(jobs)  # Slurm's own verdict before anything is written or submitted
             freeze(manifest)
             with submission_lock(manifest.run_dir):
@@ -115,6 +118,7 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
                 submit_jobs(work, jobs, options, force)
         _report_slurm(manifest, work, jobs, dry_run, as_json)
         return
+    check_writable(manifest.run_dir.path)  # before anything is written or trained
     freeze(manifest)
     with submission_lock(manifest.run_dir):
         work = remaining(manifest, force)
