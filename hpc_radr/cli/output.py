@@ -14,7 +14,9 @@ from rich.markup import escape
 
 # Wide tables stay readable when piped or logged (rich would otherwise assume 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
+# Errors and warnings are one line each however long their paths: wrapping them at 80 columns when stderr is
+# not a terminal (Slurm logs, CI, pipes) breaks them apart for grep and for people alike.
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def emit_json(data: object) -> None:
@@ -51,6 +53,5 @@ def user_errors(extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
 
 
 def _fail(message: str) -> NoReturn:
-    # escape: paths and messages may hold [brackets]; soft_wrap: one line even when stderr is not a terminal
-    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)  # paths may hold [...]
     raise typer.Exit(2)
