@@ -138,6 +138,35 @@ def test_run_task_into_a_read_only_results_folder_records_the_failure(mounts, ru
     assert remaining(load(run_dir)).pending_runs == [run_id]  # what resubmit would run
 
 
+LOCAL_RUN = """
+import json, sys
+from pathlib import Path
+from hpc_radr.executors.local import run_local
+from hpc_radr.manifest import RunDir, load
+from hpc_radr.submission import remaining
+print(json.dumps(run_local(remaining(load(RunDir(Path(sys.argv[1])))), workers=1).__dict__))
+"""
+
+
+@pytest.mark.training
+def test_a_local_worker_that_meets_a_full_disk_stops_and_says_why(mounts, run_copy):
+    """The disk fills after submit checked it; here results/ is full from the start and the executor is called
+    directly (submit's own check would refuse). The worker stops after its first run instead of training all
+    twelve, and the one-line reason comes back to the submitting process, which prints it."""
+    results = run_copy / "results"
+    inside = mounts.run(f"{tmpfs(results)}\n{fill(results)}", [sys.executable, "-c", LOCAL_RUN, str(run_copy)],
+                        after=f"ls -A {results}")
+    assert inside.returncode == 0, inside.stderr
+    outcome = json.loads(inside.stdout)
+    first = load(RunDir(run_copy)).runs[0].run_id
+    assert outcome["trained"] == [] and len(outcome["failed"]) == 12
+    assert len(outcome["errors"]) == 1
+    assert str(RunDir(run_copy).result(first)) in outcome["errors"][0]
+    assert "No space left on device" in outcome["errors"][0] and "11 other runs" in outcome["errors"][0]
+    assert inside.after.split() == [".fill"]
+    assert [p.stem for p in (run_copy / "failures").iterdir()] == [first]  # the only run it tried
+
+
 # -- submit and resubmit ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fault", ["read-only", "full"])

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hpc_radr.cli.output import console, emit_json, errors
 
@@ -128,7 +129,10 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
         with _progress(as_json) as feed:
             outcome = run_local(work, workers, force, feed)
     summary = {"run_dir": str(manifest.run_dir.path), "executor": "local", "trained": outcome.trained,
-               "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1)}
+               "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1),
+               "errors": outcome.errors}
+    for reason in outcome.errors:  # a full disk or read-only folder stopped workers: say so, not just "failed"
+        errors.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
     if as_json:
         emit_json(summary)
     else:

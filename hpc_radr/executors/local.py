@@ -33,6 +33,16 @@ class LocalOutcome:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # why workers stopped early (full disk, read-only folder)
+
+
+# How a worker's StorageFailed appears in the trace submitit hands back (it keeps only the text).
+_STOPPED = f"{runner.StorageFailed.__module__}.{runner.StorageFailed.__qualname__}: "
+
+
+def _stopped(err: Exception) -> str | None:
+    """The one-line reason a worker stopped on a full disk or read-only folder, if that is why it failed."""
+    return next((line[len(_STOPPED):] for line in str(err).splitlines() if line.startswith(_STOPPED)), None)
 
 
 def _wait(jobs: list, count_done: Callable[[], int], total: int, phase: str, progress: Progress | None) -> None:
@@ -83,8 +93,10 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
         for job in jobs:
             try:
                 job.result()
-            except submitit.core.utils.FailedJobError:
-                pass  # failures are recorded per run; counted below
+            except submitit.core.utils.FailedJobError as err:
+                reason = _stopped(err)  # other failures are recorded per run; counted below
+                if reason and reason not in outcome.errors:
+                    outcome.errors.append(reason)
     for run_id in todo:
         (outcome.trained if has_result(run_dir, run_id) else outcome.failed).append(run_id)
     outcome.seconds = time.perf_counter() - started
