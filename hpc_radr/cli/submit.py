@@ -40,8 +40,8 @@ def submit(
     Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
     collect job, and returns at once with their ids.
     """
-    from hpc_radr.executors.slurm import SlurmError
     from hpc_radr.executors.local import ExecutorError
+    from hpc_radr.executors.slurm import SlurmError
     from hpc_radr.submission import prepare
 
     chosen = d.choose(executor, partition)
