@@ -1,10 +1,14 @@
-"""Options and output shared by `submit` and `resubmit`: where the tasks go and what users are told."""
+"""Options and output shared by `submit`, `resubmit` and `scripts`: where the tasks go and what users are told."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import shutil
 import sys
+import typing
+from collections.abc import Callable
 from contextlib import nullcontext
 from enum import Enum
 from typing import Annotated
@@ -28,25 +32,59 @@ Workers = Annotated[int, typer.Option("--workers", min=1, help="Local executor: 
 Force = Annotated[bool, typer.Option("--force", help="Retrain runs that already have a result.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch scripts and chain; submit nothing.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
-Partition = Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")]
-Gpus = Annotated[int | None, typer.Option(
-    "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")]
-Cpus = Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")]
-MemGb = Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per task in GB.")]
-TimeMin = Annotated[int, typer.Option("--time-min", min=1, help="Time limit per task (minutes).")]
-Account = Annotated[str | None, typer.Option("--account", help="Slurm account.")]
-Qos = Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")]
-Throttle = Annotated[int, typer.Option("--array-parallelism", min=1,
-                                       help="At most this many array tasks at once (%N).")]
-RunsPerTask = Annotated[int, typer.Option("--runs-per-task", min=1,
-                                          help="Runs trained one after another by each array task.")]
-Sbatch = Annotated[list[str], typer.Option(
-    "--sbatch", help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")]
-Setup = Annotated[list[str], typer.Option(
-    "--setup", help="Shell line run before each task (module load ..., activate ...); repeatable.")]
+# The Slurm options of `submit`, `resubmit` and `scripts`, declared once: name -> (type with its option, default).
+SLURM_OPTIONS: dict[str, tuple[object, object]] = {
+    "partition": (Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")], None),
+    "gpus": (Annotated[int | None, typer.Option(
+        "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")],
+        None),
+    "cpus": (Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")], 2),
+    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per task in GB.")], 4),
+    "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per task (minutes).")], 60),
+    "account": (Annotated[str | None, typer.Option("--account", help="Slurm account.")], None),
+    "qos": (Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")], None),
+    "throttle": (Annotated[int, typer.Option("--array-parallelism", min=1,
+                                             help="At most this many array tasks at once (%N).")], 32),
+    "runs_per_task": (Annotated[int, typer.Option("--runs-per-task", min=1,
+                                                  help="Runs trained one after another by each array task.")], 1),
+    "sbatch": (Annotated[list[str], typer.Option(
+        "--sbatch", help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")], []),
+    "setup": (Annotated[list[str], typer.Option(
+        "--setup", help="Shell line run before each task (module load ..., activate ...); repeatable.")], []),
+}
 
 
-def slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task, sbatch, setup):
+def with_slurm_options(*, runs_per_task: bool = True) -> Callable[[Callable], Callable]:
+    """Give a command the Slurm options above and hand them to it as one ``slurm`` argument (SlurmOptions).
+
+    typer reads a command's options from its signature and has no option groups; extending the signature
+    here keeps one declaration (and one set of defaults) for every command that submits or writes scripts."""
+    names = [name for name in SLURM_OPTIONS if runs_per_task or name != "runs_per_task"]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_options(**values):
+            chosen = {name: values.pop(name) for name in names}
+            return command(**values, slurm=slurm_options(**chosen))
+
+        # typer needs the options' Annotated types resolved; `slurm` itself is typed for readers only
+        with_options.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "slurm"}
+        hints = typing.get_type_hints(with_options, include_extras=True)
+        own = inspect.signature(command)
+        kept = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own.parameters.values()
+                if p.name != "slurm"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=SLURM_OPTIONS[name][0],
+                                   default=SLURM_OPTIONS[name][1]) for name in names]
+        with_options.__signature__ = own.replace(parameters=kept + added)
+        return with_options
+
+    return decorate
+
+
+def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = 2, mem_gb: float = 4,
+                  time_min: int = 60, account: str | None = None, qos: str | None = None, throttle: int = 32,
+                  runs_per_task: int = 1, sbatch: list[str] = [], setup: list[str] = []):
+    """SlurmOptions from the command line's values; a malformed --sbatch flag is refused here (exit 2)."""
     from hpc_radr.executors.slurm import SlurmOptions
 
     extra: dict[str, str | bool] = {}

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import user_errors
 
+if TYPE_CHECKING:
+    from hpc_radr.executors.slurm import SlurmOptions
 
+
+@d.with_slurm_options()
 def resubmit(
     run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
     executor: d.Executor = d.ExecutorName.auto,
     workers: d.Workers = 2,
     dry_run: d.DryRun = False,
     as_json: d.AsJson = False,
-    partition: d.Partition = None,
-    gpus: d.Gpus = None,
-    cpus: d.Cpus = 2,
-    mem_gb: d.MemGb = 4,
-    time_min: d.TimeMin = 60,
-    account: d.Account = None,
-    qos: d.Qos = None,
-    throttle: d.Throttle = 32,
-    runs_per_task: d.RunsPerTask = 1,
-    sbatch: d.Sbatch = [],
-    setup: d.Setup = [],
+    *,
+    slurm: SlurmOptions,
 ) -> None:
     """Submit only the failed, cancelled, timed-out and missing runs (queued or running ones are left alone)."""
     from hpc_radr.executors.local import ExecutorError
@@ -34,13 +30,11 @@ def resubmit(
     from hpc_radr.manifest import load, resolve_run_dir
     from hpc_radr.submission import sweep_drift
 
-    chosen = d.choose(executor, partition)
-    options = d.slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task,
-                              sbatch, setup)
+    chosen = d.choose(executor, slurm.partition)
     with user_errors((SlurmError, ExecutorError)):
         manifest = load(resolve_run_dir(run_dir))
         d.warn(sweep_drift(manifest))
-        d.run(manifest, chosen, workers, False, dry_run, as_json, options)
+        d.run(manifest, chosen, workers, False, dry_run, as_json, slurm)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import console, emit_json, errors, user_errors
+
+if TYPE_CHECKING:
+    from hpc_radr.executors.slurm import SlurmOptions
 
 
 def _umask() -> int:
@@ -19,22 +23,15 @@ def _umask() -> int:
     return mask
 
 
+@d.with_slurm_options(runs_per_task=False)
 def scripts(
     run_dir: Path | None = typer.Argument(None, help="Run directory made by `hpc-radr submit` [default: runs/latest]."),
     out: Path = typer.Option(..., "--out", help="Folder to write the scripts into (created if missing)."),
     max_array: int = typer.Option(1001, "--max-array", min=1,
                                   help="The cluster's MaxArraySize: larger sweeps are split into several arrays."),
     as_json: d.AsJson = False,
-    partition: d.Partition = None,
-    gpus: d.Gpus = None,
-    cpus: d.Cpus = 2,
-    mem_gb: d.MemGb = 4,
-    time_min: d.TimeMin = 60,
-    account: d.Account = None,
-    qos: d.Qos = None,
-    throttle: d.Throttle = 32,
-    sbatch: d.Sbatch = [],
-    setup: d.Setup = [],
+    *,
+    slurm: SlurmOptions,
 ) -> None:
     """Write sbatch scripts (one embedding job per unit, training arrays, collect) and submit-all.sh.
 
@@ -45,10 +42,9 @@ def scripts(
     from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, TemplateError, render_scripts
     from hpc_radr.manifest import load, resolve_run_dir
 
-    options = d.slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, 1, sbatch, setup)
     with user_errors((TemplateError,)):
         manifest = load(resolve_run_dir(run_dir))
-        rendered = render_scripts(manifest, options, max_array=max_array)
+        rendered = render_scripts(manifest, slurm, max_array=max_array)
     out = out.resolve()
     mask = _umask()
     written = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -10,7 +11,11 @@ from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import user_errors
 from hpc_radr.cli.plan import DEFAULT_SWEEP
 
+if TYPE_CHECKING:
+    from hpc_radr.executors.slurm import SlurmOptions
 
+
+@d.with_slurm_options()
 def submit(
     sweep: Path = typer.Argument(DEFAULT_SWEEP, help="Sweep file (TOML)."),
     data: Path | None = typer.Option(None, "--data", help="Source data folder (overrides [data].source)."),
@@ -23,17 +28,8 @@ def submit(
     force: d.Force = False,
     dry_run: d.DryRun = False,
     as_json: d.AsJson = False,
-    partition: d.Partition = None,
-    gpus: d.Gpus = None,
-    cpus: d.Cpus = 2,
-    mem_gb: d.MemGb = 4,
-    time_min: d.TimeMin = 60,
-    account: d.Account = None,
-    qos: d.Qos = None,
-    throttle: d.Throttle = 32,
-    runs_per_task: d.RunsPerTask = 1,
-    sbatch: d.Sbatch = [],
-    setup: d.Setup = [],
+    *,
+    slurm: SlurmOptions,
 ) -> None:
     """Run the sweep's missing runs (each unique experiment once), one result file per run.
 
@@ -44,13 +40,11 @@ def submit(
     from hpc_radr.executors.slurm import SlurmError
     from hpc_radr.submission import prepare
 
-    chosen = d.choose(executor, partition)
-    options = d.slurm_options(partition, gpus, cpus, mem_gb, time_min, account, qos, throttle, runs_per_task,
-                              sbatch, setup)
+    chosen = d.choose(executor, slurm.partition)
     with user_errors((SlurmError, ExecutorError)):
         manifest = prepare(sweep, run_dir, data, model, dedupe=not literal,
                            overrides={"epochs": epochs} if epochs else {}, write=False)
-        d.run(manifest, chosen, workers, force, dry_run, as_json, options)
+        d.run(manifest, chosen, workers, force, dry_run, as_json, slurm)
 
 
 def register(app: typer.Typer) -> None:
