@@ -4,8 +4,11 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_sweep
+from typer.testing import CliRunner
 
+from hpc_radr.cli import app
 from hpc_radr.executors.slurm import SlurmOptions, plan_slurm
 from hpc_radr.submission import prepare, remaining
 
@@ -42,3 +45,30 @@ def test_golden_chain_shape(small_data, tmp_path):
     assert "#SBATCH --account='bio lab'\"'\"'s'" in text
     assert "#SBATCH --constraint='a100|v100'" in text and "#SBATCH --hold\n" in text
     assert "source '/opt/envs/radr env/bin/activate'" in text
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--partition", "gpu\n#SBATCH --qos=high"], "--partition 'gpu\\n#SBATCH --qos=high' contains the control"),
+    (["--setup", "module load cuda\ntouch PWNED"], "give each line its own --setup"),
+    (["--sbatch", "comment=a\rb"], "--sbatch comment 'a\\rb' contains the control character"),
+    (["--account", "lab\x1b[2J"], "--account 'lab\\x1b[2J' contains the control character"),
+    (["--run-dir-suffix", "new\nline"], "contains the control character '\\n'"),
+    (["--run-dir-suffix", "back\\slash"], "contains a backslash"),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_values_that_would_break_a_job_script_are_refused_before_anything(small_data, tmp_path, args, expected,
+                                                                           dry_run):
+    """submitit writes option values into #SBATCH lines as they are: a newline would end the line and turn
+    the rest into a directive or a command. Refused with exit 2, whether or not it is a dry run, and
+    before a run directory, a manifest or a job exists (no Slurm needed to see it)."""
+    sweep = write_sweep(tmp_path, name="refused", modes='["linear"]', ratios="[0.0]", seeds="[1]")
+    run_dir = tmp_path / "runs" / "r"
+    if args[0] == "--run-dir-suffix":
+        run_dir, args = tmp_path / "runs" / args[1], []
+    command = ["submit", str(sweep), "--data", str(small_data), "--run-dir", str(run_dir), "--executor", "slurm",
+               *(["--partition", "gpu"] if "--partition" not in args else []), *args,
+               *(["--dry-run"] if dry_run else [])]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.rglob("PWNED"))

@@ -148,9 +148,9 @@ HOSTILE = "we ird 'q' $(touch PWNED) `touch PWNED` ; x"
 
 def test_hostile_names_paths_and_setup_reach_the_job_exactly(slurm_env, small_data, tmp_path):
     base = tmp_path / HOSTILE
-    data = shutil.copytree(small_data, base / "data")
+    data = shutil.copytree(small_data, base / "data\nsecond line")  # data paths travel in the manifest, not the script
     sweep = write_sweep(base, name="hostile", modes='["linear"]', ratios="[0.0]", seeds="[1]", epochs=1,
-                        datasets='\n[[datasets]]\nname = "a b; $(touch PWNED) `x`"\ntiers = ["high"]\n')
+                        datasets='\n[[datasets]]\nname = "a b; $(touch PWNED) `x`\\nline two"\ntiers = ["high"]\n')
     marker = base / "setup marker"
     setup = f"printf '%s' 'it'\"'\"'s $(touch PWNED) `x`; ok' > {shlex.quote(str(marker))}"
     run_dir = base / "run dir"
@@ -159,7 +159,7 @@ def test_hostile_names_paths_and_setup_reach_the_job_exactly(slurm_env, small_da
     assert {j["kind"] for j in out["jobs"]} == {"embed", "train", "collect"}
     report = wait_until_settled(slurm_env, run_dir, expect={"completed": 1})
     row = report["configurations"][0]
-    assert row["dataset"] == "a b; $(touch PWNED) `x`"
+    assert row["dataset"] == "a b; $(touch PWNED) `x`\nline two"
     assert marker.read_text() == "it's $(touch PWNED) `x`; ok"
     assert not list(tmp_path.rglob("PWNED")) and not (Path.cwd() / "PWNED").exists()
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-import unicodedata
 from pathlib import Path
 from string import Template
 
 import hpc_radr
-from hpc_radr.executors.slurm import SlurmOptions, _mem
+from hpc_radr.executors.slurm import SlurmOptions, _mem, one_line
 from hpc_radr.manifest import Manifest, RunDirError
 from hpc_radr.sweep import slug
 
@@ -65,17 +64,9 @@ def _fill(name: str, **values: str) -> str:
         raise TemplateError(f"sbatch template {templates_dir() / name} is broken: bad placeholder {err}") from None
 
 
-def _one_line(what: str, value: str, allowed: str = "") -> str:
-    for char in value:
-        if unicodedata.category(char) == "Cc" and char not in allowed:
-            raise RunDirError(f"{what} {value!r} contains the control character {char!r}, which cannot be "
-                              "written on one line of an sbatch script; choose a value without it")
-    return value
-
-
 def shell(what: str, value: object) -> str:
     """A value as one shell word (refused if it would break the line)."""
-    return shlex.quote(_one_line(what, str(value)))
+    return shlex.quote(one_line(what, str(value)))
 
 
 def sbatch_value(what: str, value: object) -> str:
@@ -111,7 +102,7 @@ def _sbatch_lines(options: SlurmOptions, run_dir: Path, job_name: str, log_name:
 
 
 def _setup_lines(options: SlurmOptions) -> str:
-    return "\n".join(_one_line("setup line", line, allowed="\t") for line in options.setup)
+    return "\n".join(one_line("setup line", line, allowed="\t") for line in options.setup)
 
 
 def array_chunks(n_runs: int, max_array: int) -> list[tuple[int, int]]:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import submitit
 
 from hpc_radr import runner
+from hpc_radr.manifest import RunDirError
 from hpc_radr.submission import Work, record_submission
 
 # Measured peaks (benchmarks/results/latest.md, "Peak memory"): a training task 0.8 GB (1.1 GB with 15,000
@@ -80,6 +82,31 @@ def max_array_size() -> int:
     if done.returncode != 0 or not match:
         raise SlurmError(f"cannot read MaxArraySize from `scontrol show config`: {done.stderr.strip()}")
     return int(match.group(1))
+
+
+def one_line(what: str, value: str, allowed: str = "") -> str:
+    """``value`` if it fits on one line of a job script; a newline there would end an ``#SBATCH`` line early and
+    make the rest of the value a directive or a command of its own, so control characters are refused."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in allowed:
+            raise RunDirError(f"{what} {value!r} contains the control character {char!r}, which cannot be "
+                              "written on one line of an sbatch script; choose a value without it")
+    return value
+
+
+def check_script_values(run_dir: Path, options: SlurmOptions) -> None:
+    """Refuse, before anything is written, values that cannot be put in a job script as given."""
+    one_line("run directory", str(run_dir))
+    if "\\" in str(run_dir):
+        raise RunDirError(f"run directory {str(run_dir)!r} contains a backslash: sbatch reads it as an escape in "
+                          "the log file names of #SBATCH lines; use a run directory without one")
+    for what, value in (("--partition", options.partition), ("--account", options.account), ("--qos", options.qos),
+                        *((f"--sbatch {key}", value) for key, value in options.extra_sbatch.items()
+                          if isinstance(value, str))):
+        if value:
+            one_line(what, value)
+    for line in options.setup:
+        one_line("--setup line (give each line its own --setup)", line, allowed="\t")
 
 
 def _mem(gb: float) -> str:
@@ -176,6 +203,7 @@ def check_with_sbatch(jobs: list[PlannedJob]) -> None:
 def plan_slurm(work: Work, options: SlurmOptions, array_limit: int | None = None) -> list[PlannedJob]:
     """The chain of jobs for ``work`` with their sbatch scripts (dependencies as placeholders)."""
     run_dir = work.manifest.run_dir.path.resolve()
+    check_script_values(run_dir, options)
     jobs = plan_jobs(work, options, array_limit or max_array_size())
     ids = {j.name: f"<job id of {j.name}>" for j in jobs}
     for job in jobs:
