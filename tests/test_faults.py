@@ -137,3 +137,45 @@ def test_a_failing_run_records_its_error_and_the_others_still_train(run_copy):
     assert "unreadable embedding cache" in failure["error"] and "Traceback" in failure["traceback"]
     assert read_result(run_dir, healthy).record is not None
     assert not run_dir.result(broken).exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    children = [int(p) for p in open(path).read().split()] if os.path.exists(path) else []
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def test_a_local_worker_killed_mid_run_is_reported_and_its_run_resubmitted(run_copy):
+    """The OOM killer or a user's `kill -9` ends a local worker: submitit gets no outcome back. The submission
+    says a worker ended without reporting, counts the run it was training as not done, and `resubmit`
+    trains exactly what is missing."""
+    from hpc_radr.executors.local import run_local
+    from hpc_radr.submission import remaining
+
+    run_dir = RunDir(run_copy)
+    manifest = load(run_dir)
+    victims = [c.run_id for c in manifest.runs[:3]]
+    for run_id in victims:
+        run_dir.result(run_id).unlink()
+        run_dir.log(run_id).unlink(missing_ok=True)
+    killed: list[int] = []
+
+    def kill_when_training(phase: str, done: int, total: int) -> None:
+        if phase == "training" and run_dir.log(victims[0]).exists() and not killed:  # a run has begun
+            for pid in _descendants(os.getpid()):  # submitit's local controller and the worker it runs
+                if "submitit.core._submit" in open(f"/proc/{pid}/cmdline").read().replace("\0", " "):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+    work = remaining(manifest)
+    assert sorted(work.pending_runs) == sorted(victims)
+    outcome = run_local(work, workers=1, progress=kill_when_training)
+    assert killed, "the worker was never seen training"
+    # the runs it finished before the kill count; the one it was training and those after it do not
+    assert outcome.failed and sorted(outcome.trained + outcome.failed) == sorted(victims)
+    assert len(outcome.errors) == 1 and "ended without reporting back" in outcome.errors[0]
+    assert not any(run_dir.result(r).exists() for r in outcome.failed)
+    assert not list(run_dir.result(victims[0]).parent.glob(".*.tmp"))
+    result = CliRunner().invoke(app, ["resubmit", str(run_copy), "--executor", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(result.stdout)["trained"]) == sorted(outcome.failed)

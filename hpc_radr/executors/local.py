@@ -68,7 +68,7 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
         _wait([job], lambda: sum(path.exists() for path in caches), len(caches), "embeddings", progress)
         try:
             job.result()
-        except submitit.core.utils.FailedJobError as err:
+        except submitit.core.utils.UncompletedJobError as err:  # failed, or ended without leaving its result
             raise ExecutorError(f"embedding extraction failed; nothing was trained. Log: {job.paths.stderr}\n"
                                 f"{str(err).strip().splitlines()[-1]}") from None
 
@@ -97,6 +97,10 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
                 reason = _stopped(err)  # other failures are recorded per run; counted below
                 if reason and reason not in outcome.errors:
                     outcome.errors.append(reason)
+            except submitit.core.utils.UncompletedJobError:
+                # killed, or submitit could not write the worker's outcome (a full disk): its runs are counted below
+                outcome.errors.append(f"a worker ended without reporting back (killed, or its folder could not "
+                                      f"be written); its log: {job.paths.stderr}")
     for run_id in todo:
         (outcome.trained if has_result(run_dir, run_id) else outcome.failed).append(run_id)
     outcome.seconds = time.perf_counter() - started
