@@ -83,7 +83,8 @@ def markdown(results: dict) -> str:
     s = results["sections"]
     load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
     lines = [f"# hpc-radr benchmark, {m['date']}", "",
-             f"Command: `{m['command']}` ({'quick' if results['quick'] else 'full'}); total "
+             f"Command: `{m['command']}` ({'quick' if results['quick'] else 'full size'}; sections: "
+             f"{', '.join(s)}); total "
              f"{results['total_seconds'] / 60:.1f} min.", "",
              f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
              f"{m['os']}, Python {m['python']}; load average at start {load}.",
