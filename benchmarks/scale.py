@@ -77,7 +77,8 @@ def _write_results(manifest, template: dict, run_ids: set[str]) -> None:
 
 # Slurm 22.05, `sacct -X -n -P -o JobID,State -j ...`: one line per array task that has a job record (ended or
 # started), pending tasks still folded into the array's own record `JOB_[a-b%throttle]`, "CANCELLED by UID".
-# `squeue --array -h -o %i|%T -j ...`: one line per queued or running task (--array expands pending ones).
+# `squeue --array -h -o %i|%T|%r -j ...`: one line per queued or running task (--array expands pending ones),
+# with the reason a task waits (None when it runs).
 def _task_states(n: int) -> dict[int, str]:
     states = {}
     for k in range(n):
@@ -127,8 +128,8 @@ def status_run(work: Path, template: dict, runs: int = 1000, throttle: int = 32)
     sacct = [f"{EMBED_JOB}|COMPLETED"]
     sacct += [f"{TRAIN_JOB}_{k}|{s}" for k, s in states.items() if s != "PENDING"]
     sacct.append(f"{TRAIN_JOB}_[{pending[0]}-{pending[-1]}%{throttle}]|PENDING")
-    squeue = [f"{TRAIN_JOB}_{k}|RUNNING" for k, s in states.items() if s == "RUNNING"]
-    squeue += [f"{TRAIN_JOB}_{k}|PENDING" for k in pending]
+    squeue = [f"{TRAIN_JOB}_{k}|RUNNING|None" for k, s in states.items() if s == "RUNNING"]
+    squeue += [f"{TRAIN_JOB}_{k}|PENDING|JobArrayTaskLimit" for k in pending]
     fake = work / "fake-slurm"
     fake.mkdir(exist_ok=True)
     calls = fake / "calls.log"

@@ -37,11 +37,25 @@ class ConfigurationStatus:
 
 
 @dataclass
+class JobStatus:
+    """One submitted Slurm job (an embedding job, a training array, the collect job) as Slurm sees it now:
+    where a sweep is in its chain, and why a job waits."""
+
+    kind: str
+    name: str
+    job_id: str
+    tasks: int
+    counts: dict[str, int]
+    waiting_for: list[str]  # Slurm's reasons for pending tasks: Dependency, JobArrayTaskLimit, Resources, ...
+
+
+@dataclass
 class StatusReport:
     run_dir: str
     configurations: list[ConfigurationStatus]
     runs: int
     problems: list[str] = field(default_factory=list)
+    jobs: list[JobStatus] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -50,7 +64,7 @@ class StatusReport:
 
     def as_dict(self) -> dict:
         return {"run_dir": self.run_dir, "runs": self.runs, "counts": self.counts, "problems": self.problems,
-                "configurations": [asdict(c) for c in self.configurations]}
+                "jobs": [asdict(j) for j in self.jobs], "configurations": [asdict(c) for c in self.configurations]}
 
 
 def run_states(manifest: Manifest, on_result: Callable[[str, dict], None] | None = None,
@@ -79,18 +93,32 @@ def run_states(manifest: Manifest, on_result: Callable[[str, dict], None] | None
     return states, problems
 
 
-def latest_tasks(run_dir: RunDir) -> tuple[dict[str, tuple[str, int | None]], list[dict]]:
-    """run_id -> (job id, array task) of its most recent submission, and the embedding job entries."""
+def latest_tasks(entries: list[dict]) -> dict[str, tuple[str, int | None]]:
+    """run_id -> (job id, array task) of its most recent submission."""
     tasks: dict[str, tuple[str, int | None]] = {}
-    embeds = []
-    for entry in read_submissions(run_dir):
-        if entry["kind"] == "embed":
-            embeds.append(entry)
-        elif entry["kind"] == "train":
+    for entry in entries:
+        if entry["kind"] == "train":
             for k, run_ids in enumerate(entry["tasks"]):
                 for run_id in run_ids:
                     tasks[run_id] = (entry["job_id"], k if entry["array"] else None)
-    return tasks, embeds
+    return tasks
+
+
+def _job_status(entry: dict, scheduler: dict) -> JobStatus:
+    keys = [(entry["job_id"], k) for k in range(len(entry["tasks"]))] if entry["array"] else [(entry["job_id"], None)]
+    seen = any(job == entry["job_id"] for job, _ in scheduler)
+    counts: Counter = Counter()
+    waiting = []
+    for key in keys:
+        raw = scheduler.get(key)
+        if raw is None:  # see status(): a task cancelled while queued leaves no record; else accounting is late
+            counts["cancelled" if seen and entry["array"] else "unknown"] += 1
+            continue
+        counts[slurm_state.normalize(raw)] += 1
+        if raw.endswith(")") and "(" in raw:
+            waiting.append(raw[raw.index("(") + 1:-1])
+    return JobStatus(entry["kind"], entry["name"], entry["job_id"], len(keys), dict(counts),
+                     sorted(set(waiting)))
 
 
 def _slurm_log(run_dir: RunDir, job: tuple[str, int | None]) -> str | None:
@@ -104,11 +132,13 @@ def status(run_dir: Path) -> StatusReport:
     """Per-configuration states from the result files, and from Slurm for submitted runs (one sacct call)."""
     manifest = load(RunDir(Path(run_dir)))
     states, problems = run_states(manifest)
-    tasks, embeds = latest_tasks(manifest.run_dir)
+    entries = read_submissions(manifest.run_dir)
+    tasks = latest_tasks(entries)
+    embeds = [entry for entry in entries if entry["kind"] == "embed"]
     scheduler: dict = {}
-    if tasks or embeds:
+    if entries:
         try:
-            scheduler = slurm_state.query([job for job, _ in tasks.values()] + [e["job_id"] for e in embeds])
+            scheduler = slurm_state.query([entry["job_id"] for entry in entries])
         except slurm_state.SchedulerUnavailable as err:
             problems.append(f"Slurm states unknown: {err}")
     for entry in embeds:
@@ -138,4 +168,5 @@ def status(run_dir: Path) -> StatusReport:
                 log = log or _slurm_log(manifest.run_dir, job)
         rows.append(ConfigurationStatus(**config.as_dict(), state=state, error=error, log=log, scheduler_state=raw,
                                         job_id=(job[0] if job[1] is None else f"{job[0]}_{job[1]}") if job else None))
-    return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems)
+    jobs = [_job_status(entry, scheduler) for entry in entries] if scheduler else []
+    return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems, jobs)

@@ -95,6 +95,22 @@ def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
     assert "afterany" in collect["Dependency"] and array["job_id"] in collect["Dependency"]
 
 
+def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted, slurm_env):
+    """Right after submit the collect job cannot have started: it waits for the 4-task array, which runs one
+    task at a time after the embedding jobs. Slurm's own reason reaches the user."""
+    jobs = submitted["jobs"]
+    report = json.loads(cli(slurm_env, "status", submitted["run_dir"], "--json").stdout)
+    listed = {job["name"]: job for job in report["jobs"]}
+    assert list(listed) == ["embed:high_medium", "embed:test", "train:0", "collect"]  # submission order
+    assert {name: job["job_id"] for name, job in listed.items()} == {n: j["job_id"] for n, j in jobs.items()}
+    assert listed["collect"]["counts"] == {"pending": 1} and listed["collect"]["waiting_for"] == ["Dependency"]
+    array = listed["train:0"]
+    assert array["tasks"] == 4 and sum(array["counts"].values()) == 4
+    human = cli(slurm_env, "status", submitted["run_dir"]).stdout
+    assert "waiting: Dependency, for the jobs before it in the chain" in human
+    assert f"job {jobs['train:0']['job_id']}" in human and "4 tasks:" in human
+
+
 def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, slurm_env):
     run_dir = submitted["run_dir"]
     report = wait_until_settled(slurm_env, run_dir, expect={"completed": 3, "cancelled": 1})
@@ -103,6 +119,8 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     assert cancelled[0]["scheduler_state"].startswith("CANCELLED")  # before it started: Slurm keeps no record
     human = cli(slurm_env, "status", run_dir).stdout
     assert "cancelled" in human and submitted["cancelled"] in human
+    array = next(job for job in report["jobs"] if job["name"] == "train:0")
+    assert array["counts"] == {"completed": 3, "cancelled": 1} and array["waiting_for"] == []
 
     # the collect job ran after the array ended
     deadline = time.monotonic() + 120

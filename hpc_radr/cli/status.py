@@ -40,10 +40,40 @@ def status(
         return
 
 
+# Slurm's words for why a task waits, for people who do not read squeue every day.
+WAITING = {
+    "Dependency": ", for the jobs before it in the chain",
+    "DependencyNeverSatisfied": ": a job it waits for failed, so it will never start",
+    "JobArrayTaskLimit": ", the array's --array-parallelism throttle",
+    "Resources": ", for free CPUs, GPUs or memory",
+    "Priority": ", behind jobs of higher priority",
+    "QOSMaxJobsPerUserLimit": ", your QOS's limit on running jobs",
+    "AssocMaxJobsLimit": ", your account's limit on running jobs",
+    "ReqNodeNotAvail": ", the requested nodes are down or reserved",
+    "PartitionTimeLimit": ": --time-min exceeds the partition's limit, it will never start",
+    "JobHeldUser": ", held (scontrol release JOBID)",
+    "JobHeldAdmin": ", held by an administrator",
+    "BeginTime": ", for its start time",
+}
+
+
 def show(report) -> None:
-    """Counts per state, then every configuration that needs attention."""
+    """Counts per state, the Slurm jobs of the chain and why they wait, then every configuration that needs
+    attention."""
     counts = ", ".join(f"{state} {n}" for state, n in report.counts.items())
     console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
+    if report.jobs:
+        console.print("Slurm jobs, in submission order:")
+        name_width = max(len(job.name) for job in report.jobs)
+        id_width = max(len(job.job_id) for job in report.jobs)
+        for job in report.jobs:
+            if job.tasks > 1:
+                states = f"{job.tasks} tasks: " + ", ".join(f"{state} {n}" for state, n in job.counts.items())
+            else:
+                states = ", ".join(job.counts)
+            waits = "".join(f" (waiting: {reason}{WAITING.get(reason, '')})" for reason in job.waiting_for)
+            console.print(f"  {job.name.ljust(name_width)}  job {job.job_id.ljust(id_width)}  {states}{waits}",
+                          markup=False, highlight=False)
     for problem in report.problems:
         console.print(f"[yellow]skipped:[/] {problem}")
     failed = [c for c in report.configurations if c.state not in ("completed", "running", "pending")]

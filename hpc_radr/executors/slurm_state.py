@@ -45,14 +45,18 @@ def _expand(job_id: str) -> list[tuple[str, int | None]]:
 
 
 def parse(lines: str) -> dict[tuple[str, int | None], str]:
-    """'JobID|State' lines (sacct -P or squeue) -> {(job, task): raw Slurm state}; job steps ignored."""
+    """'JobID|State[|Reason]' lines (sacct -P or squeue) -> {(job, task): raw Slurm state}; job steps ignored.
+    A pending task's reason is kept in brackets ('PENDING (Dependency)'): why it waits is what users ask."""
     states: dict[tuple[str, int | None], str] = {}
     for line in lines.splitlines():
-        job_id, _, state = line.strip().partition("|")
+        job_id, _, rest = line.strip().partition("|")
         if not job_id or "." in job_id:
             continue
+        state, _, reason = (part.strip() for part in rest.partition("|"))
+        if reason and reason != "None" and normalize(state) == "pending":
+            state = f"{state} ({reason})"
         for key in _expand(job_id):
-            states[key] = state.strip()
+            states[key] = state
     return states
 
 
@@ -70,7 +74,7 @@ def query(job_ids: list[str]) -> dict[tuple[str, int | None], str]:
         return {}
     joined = ",".join(sorted(set(job_ids)))
     ended = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", joined])
-    active = _run(["squeue", "--array", "-h", "-o", "%i|%T", "-j", joined])
+    active = _run(["squeue", "--array", "-h", "-o", "%i|%T|%r", "-j", joined])
     if active.returncode != 0 and "Invalid job id" not in active.stderr:
         reason = (active.stderr.strip().splitlines() or ["no output"])[-1]
         raise SchedulerUnavailable(f"squeue failed: {reason} (is SLURM_CONF set?)")
