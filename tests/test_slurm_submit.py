@@ -99,8 +99,13 @@ def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted, slurm_en
     """Right after submit the collect job cannot have started: it waits for the 4-task array, which runs one
     task at a time after the embedding jobs. Slurm's own reason reaches the user."""
     jobs = submitted["jobs"]
-    report = json.loads(cli(slurm_env, "status", submitted["run_dir"], "--json").stdout)
-    listed = {job["name"]: job for job in report["jobs"]}
+    deadline = time.monotonic() + 30
+    while True:  # slurmctld may give a new job its reason only at its next scheduling pass
+        report = json.loads(cli(slurm_env, "status", submitted["run_dir"], "--json").stdout)
+        listed = {job["name"]: job for job in report["jobs"]}
+        if listed["collect"]["waiting_for"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert list(listed) == ["embed:high_medium", "embed:test", "train:0", "collect"]  # submission order
     assert {name: job["job_id"] for name, job in listed.items()} == {n: j["job_id"] for n, j in jobs.items()}
     assert listed["collect"]["counts"] == {"pending": 1} and listed["collect"]["waiting_for"] == ["Dependency"]
@@ -119,7 +124,14 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     assert cancelled[0]["scheduler_state"].startswith("CANCELLED")  # before it started: Slurm keeps no record
     human = cli(slurm_env, "status", run_dir).stdout
     assert "cancelled" in human and submitted["cancelled"] in human
-    array = next(job for job in report["jobs"] if job["name"] == "train:0")
+    # Slurm ends a task a moment after its result is written (COMPLETING): poll the job view until it agrees
+    deadline = time.monotonic() + 120
+    while True:
+        jobs = json.loads(cli(slurm_env, "status", run_dir, "--json").stdout)["jobs"]
+        array = next(job for job in jobs if job["name"] == "train:0")
+        if not ACTIVE & set(array["counts"]) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert array["counts"] == {"completed": 3, "cancelled": 1} and array["waiting_for"] == []
 
     # the collect job ran after the array ended
