@@ -32,6 +32,7 @@ Workers = Annotated[int, typer.Option("--workers", min=1, help="Local executor: 
 Force = Annotated[bool, typer.Option("--force", help="Retrain runs that already have a result.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch scripts and chain; submit nothing.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+
 # The Slurm options of `submit`, `resubmit` and `scripts`, declared once: name -> (type with its option, default).
 SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "partition": (Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")], None),

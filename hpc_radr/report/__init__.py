@@ -123,7 +123,12 @@ def _up_to_date(out: Path, expected: str) -> dict | None:
     if not isinstance(content, dict) or content.get("fingerprint") != expected:
         return None
     named = [content.get("html"), content.get("markdown"), *content.get("figures", [])]
-    return content if all(isinstance(p, str) and Path(p).is_file() for p in named) else None
+    if not all(isinstance(p, str) and (out / Path(p).name).is_file() for p in named):
+        return None
+    # the paths as seen from here: the run directory may have been named differently (or moved) at the build
+    return {**content, "html": str(out / Path(content["html"]).name),
+            "markdown": str(out / Path(content["markdown"]).name),
+            "figures": [str(out / Path(p).name) for p in content.get("figures", [])]}
 
 
 def update_report(manifest: Manifest, table: pd.DataFrame, problems: list[str]) -> ReportFiles:
