@@ -79,27 +79,13 @@ def _write_results(manifest, template: dict, run_ids: set[str]) -> None:
 # started), pending tasks still folded into the array's own record `JOB_[a-b%throttle]`, "CANCELLED by UID".
 # `squeue --array -h -o %i|%T|%r -j ...`: one line per queued or running task (--array expands pending ones),
 # with the reason a task waits (None when it runs).
+# The recorded array's task states by index range: (first index past the range, Slurm state); the rest pend.
+TASK_RANGES = ((700, "COMPLETED"), (740, "FAILED"), (760, "CANCELLED by 0"), (780, "TIMEOUT"),
+               (800, "OUT_OF_MEMORY"), (832, "RUNNING"), (900, "COMPLETED"))
+
+
 def _task_states(n: int) -> dict[int, str]:
-    states = {}
-    for k in range(n):
-        if k < 700:
-            state = "COMPLETED"
-        elif k < 740:
-            state = "FAILED"
-        elif k < 760:
-            state = "CANCELLED by 0"
-        elif k < 780:
-            state = "TIMEOUT"
-        elif k < 800:
-            state = "OUT_OF_MEMORY"
-        elif k < 832:
-            state = "RUNNING"
-        elif k < 900:
-            state = "COMPLETED"
-        else:
-            state = "PENDING"
-        states[k] = state
-    return states
+    return {k: next((state for end, state in TASK_RANGES if k < end), "PENDING") for k in range(n)}
 
 
 def status_run(work: Path, template: dict, runs: int = 1000, throttle: int = 32) -> tuple[Path, Path, dict]:
