@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from hpc_radr.demo_data import DemoSize, generate
@@ -22,25 +23,16 @@ TINY = DemoSize(per_tier=2, negatives=4, test_per_tier=2, test_negatives=4)
 RUNS_PER_SEED = 28  # 2 datasets x (1 shared ratio-0.0 run + 2 ratios x 3 modes) x 2 focal settings
 TRAIN_JOB, EMBED_JOB = "4242", "4241"
 
-SWEEP = """name = "{name}"
+# The user's own sweep file, renamed and with more seeds: the scale figures measure the real grid's shape.
+USER_SWEEP = Path(__file__).resolve().parent.parent / "jobs" / "imbalance_regularization.toml"
 
-[[datasets]]
-name = "high_medium_low"
-tiers = ["high", "medium", "low"]
 
-[[datasets]]
-name = "high_medium"
-tiers = ["high", "medium"]
-
-[grid]
-upsampling_modes = ["linear", "mean", "smote"]
-upsampling_ratios = [0.0, 0.5, 1.0]
-focal_loss = [false, true]
-seeds = {seeds}
-
-[training]
-epochs = 20
-"""
+def _sweep_text(name: str, seeds: list[int]) -> str:
+    text, renamed = re.subn(r'(?m)^name = "imbalance_regularization"$', f'name = "{name}"', USER_SWEEP.read_text())
+    text, reseeded = re.subn(r"(?m)^seeds = \[.*\]$", f"seeds = {seeds}", text)
+    if (renamed, reseeded) != (1, 1):
+        raise RuntimeError(f"{USER_SWEEP}: expected one top-level name and one seeds line to rewrite")
+    return text
 
 
 def tiny_data(folder: Path) -> Path:
@@ -54,7 +46,7 @@ def _prepare(work: Path, name: str, runs: int, data: Path):
 
     seeds = list(range(1, math.ceil(runs / RUNS_PER_SEED) + 1))
     sweep = work / f"{name}.toml"
-    sweep.write_text(SWEEP.format(name=name, seeds=seeds))
+    sweep.write_text(_sweep_text(name, seeds))
     return prepare(sweep, work / name, data, None, dedupe=True, overrides={}, write=True)
 
 
