@@ -79,17 +79,6 @@ def read_submissions(run_dir: RunDir) -> list[dict]:
     return entries
 
 
-ACTIVE = ("pending", "running")
-
-
-def active_runs(manifest: Manifest) -> set[str]:
-    """Runs whose latest Slurm task is still queued or running: never submitted twice."""
-    from hpc_radr.status import status
-
-    report = status(manifest.run_dir.path)
-    return {c.run_id for c in report.configurations if c.state in ACTIVE}
-
-
 @contextmanager
 def submission_lock(run_dir: RunDir) -> Iterator[None]:
     """One submission at a time per run directory; a second one is refused, not queued."""

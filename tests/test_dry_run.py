@@ -9,8 +9,10 @@ from conftest import write_sweep
 from typer.testing import CliRunner
 
 from hpc_radr.cli import app
-from hpc_radr.executors.slurm import SlurmOptions, plan_slurm
-from hpc_radr.submission import prepare, remaining
+from hpc_radr.executors.slurm_site import Site
+from hpc_radr.job_plan import slurm_options
+from hpc_radr.submission import prepare
+from hpc_radr.workflow import submit_slurm
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run.sbatch"
 
@@ -20,13 +22,14 @@ def render_all(small_data, folder: Path) -> str:
     run_dir = folder / "run"
     manifest = prepare(sweep, run_dir, small_data, None, dedupe=True, overrides={}, write=False)
     assert not run_dir.exists()
-    options = SlurmOptions(partition="gpu", account="bio lab's", qos="normal", array_parallelism=4,
-                           extra_sbatch={"constraint": "a100|v100", "hold": True},
-                           setup=["module load cuda/12.2", "source '/opt/envs/radr env/bin/activate'"])
-    jobs = plan_slurm(remaining(manifest), options, array_limit=5)
+    options = slurm_options(partition="gpu", cpu_partition="cpu", account="bio lab's", qos="normal",
+                            array_parallelism=4, extra_sbatch={"constraint": "a100|v100", "hold": True},
+                            setup=["module load cuda/12.2", "source '/opt/envs/radr env/bin/activate'"])
+    outcome = submit_slurm(manifest, options, dry_run=True, site=Site(max_array_size=5, accounting=True,
+                                                                      submit_limit=None))
     assert not run_dir.exists()
-    text = "\n".join(f"### {job.name} ({len(job.tasks)} tasks) after_ok={job.after_ok} after_any={job.after_any}\n"
-                     f"{job.script}" for job in jobs)
+    text = "\n".join(f"### {job.name} ({len(job.tasks)} tasks) after_ok={list(job.after_ok)} "
+                     f"after_any={list(job.after_any)}\n{outcome.scripts[job.name]}" for job in outcome.plan.jobs)
     return text.replace(str(run_dir.resolve()), "<RUN_DIR>").replace(sys.executable, "<PYTHON>")
 
 
@@ -39,9 +42,14 @@ def test_dry_run_matches_the_golden_file(small_data, tmp_path):
 
 def test_golden_chain_shape(small_data, tmp_path):
     text = render_all(small_data, tmp_path)
-    # 2 datasets x (1 shared ratio-0 run + 2 modes at ratio 1.0) x focal off x 1 seed = 6 runs, MaxArraySize 5
-    assert "#SBATCH --array=0-4%4" in text and "#SBATCH --array=0-0%1" not in text
+    # 2 datasets x (1 shared ratio-0 run + 2 modes at ratio 1.0) x focal off x 1 seed = 6 runs, MaxArraySize 5:
+    # two arrays of 3, sharing the sweep's throttle of 4 (2 each), so at most 4 tasks run at once
+    assert text.count("#SBATCH --array=0-2%2") == 2
     assert text.count("### embed:") == 3 and text.count("### train:") == 2
+    # CPU-only jobs go to the CPU partition without a GPU; training to the GPU partition with one
+    embeds = text.split("### train:0")[0]
+    assert embeds.count("#SBATCH --partition=cpu") == 3 and "gpus-per-node" not in embeds
+    assert text.split("### train:1")[1].split("### collect")[0].count("#SBATCH --gpus-per-node=1") == 1
     assert "#SBATCH --account='bio lab'\"'\"'s'" in text
     assert "#SBATCH --constraint='a100|v100'" in text and "#SBATCH --hold\n" in text
     assert "source '/opt/envs/radr env/bin/activate'" in text

@@ -18,8 +18,8 @@ from conftest import write_sweep
 from typer.testing import CliRunner
 
 from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_scripts, templates_dir
-from hpc_radr.executors.slurm import SlurmOptions
-from hpc_radr.manifest import Manifest, RunDir, RunDirError
+from hpc_radr.job_plan import PlanError, slurm_options
+from hpc_radr.manifest import Manifest, RunDir
 from hpc_radr.submission import prepare
 from hpc_radr.sweep import slug
 
@@ -72,7 +72,7 @@ def test_the_templates_ship_with_the_package():
 
 
 def test_every_script_is_valid_bash(manifest, tmp_path):
-    scripts = render_scripts(manifest, SlurmOptions(partition="gpu", setup=SETUP), max_array=5)
+    scripts = render_scripts(manifest, slurm_options(partition="gpu", setup=SETUP), max_array=5)
     assert list(scripts) == [*(f"embed-{slug(u)}.sbatch" for u in manifest.units),
                              "train-0.sbatch", "train-1.sbatch", "train-2.sbatch", "collect.sbatch", SUBMIT_ALL]
     for name, text in scripts.items():
@@ -88,29 +88,44 @@ def test_every_script_is_valid_bash(manifest, tmp_path):
 
 def test_the_sweep_is_split_by_max_array(manifest, tmp_path):
     assert len(manifest.runs) == 12
-    scripts = render_scripts(manifest, SlurmOptions(array_parallelism=7), max_array=5)
+    scripts = render_scripts(manifest, slurm_options(array_parallelism=7), max_array=5)
     trains = sorted(n for n in scripts if n.startswith("train-"))
     assert trains == ["train-0.sbatch", "train-1.sbatch", "train-2.sbatch"]
     covered = []
-    for name, (size, offset) in zip(trains, [(5, 0), (5, 5), (2, 10)], strict=True):
+    # 12 runs, at most 5 per array: three arrays of 4; the sweep's throttle of 7 shared out as 3 + 2 + 2
+    for name, (size, offset, throttle) in zip(trains, [(4, 0, 3), (4, 4, 2), (4, 8, 2)], strict=True):
         text = scripts[name]
-        assert re.findall(r"^#SBATCH --array=(.*)$", text, re.MULTILINE) == [f"0-{size - 1}%7"], text
-        assert exec_line(text).endswith(f" --run $((SLURM_ARRAY_TASK_ID + {offset}))")
+        assert re.findall(r"^#SBATCH --array=(.*)$", text, re.MULTILINE) == [f"0-{size - 1}%{throttle}"], text
+        assert exec_line(text).endswith(f" --first-run $((SLURM_ARRAY_TASK_ID * 1 + {offset})) --run-count 1")
         for task in range(size):  # every task of every array trains a distinct, existing run
             argv = argv_of(text, tmp_path, SLURM_ARRAY_TASK_ID=str(task))
-            covered.append(int(argv[argv.index("--run") + 1]))
+            covered.append(int(argv[argv.index("--first-run") + 1]))
     assert covered == list(range(12))
 
-    one = render_scripts(manifest, SlurmOptions(), max_array=1001)
+    one = render_scripts(manifest, slurm_options(), max_array=1001)
     assert [n for n in one if n.startswith("train-")] == ["train-0.sbatch"]
-    assert "#SBATCH --array=0-11%32\n" in one["train-0.sbatch"]
-    exact = render_scripts(manifest, SlurmOptions(), max_array=12)
+    assert "#SBATCH --array=0-11%12\n" in one["train-0.sbatch"]
+    exact = render_scripts(manifest, slurm_options(), max_array=12)
     assert [n for n in exact if n.startswith("train-")] == ["train-0.sbatch"]
-    assert "#SBATCH --array=0-11%32\n" in exact["train-0.sbatch"]
+    assert "#SBATCH --array=0-11%12\n" in exact["train-0.sbatch"]
     for name in (n for n in one if not n.startswith("train-")):
         assert "--array" not in one[name] or name == SUBMIT_ALL, name
-    with pytest.raises(RunDirError, match="max_array 0"):
-        render_scripts(manifest, SlurmOptions(), max_array=0)
+    with pytest.raises(PlanError, match="MaxArraySize 0"):
+        render_scripts(manifest, slurm_options(), max_array=0)
+
+
+def test_several_runs_per_task_cover_every_run_once(manifest, tmp_path):
+    scripts = render_scripts(manifest, slurm_options(runs_per_task=5), max_array=2)
+    trains = sorted(n for n in scripts if n.startswith("train-"))
+    assert trains == ["train-0.sbatch", "train-1.sbatch"]  # 12 runs, 5 per task: 3 tasks, at most 2 per array
+    covered = []
+    for name in trains:
+        size = int(re.findall(r"^#SBATCH --array=0-(\d+)%", scripts[name], re.MULTILINE)[0]) + 1
+        for task in range(size):
+            argv = argv_of(scripts[name], tmp_path, SLURM_ARRAY_TASK_ID=str(task))
+            first, count = int(argv[argv.index("--first-run") + 1]), int(argv[argv.index("--run-count") + 1])
+            covered += range(first, min(first + count, 12))
+    assert covered == list(range(12))
 
 
 def test_quoted_values_reach_the_command_unchanged_and_run_nothing(manifest, tmp_path):
@@ -118,10 +133,10 @@ def test_quoted_values_reach_the_command_unchanged_and_run_nothing(manifest, tmp
     assert "$(touch PWNED)" in run_dir and "`" in run_dir and ";" in run_dir and "'" in run_dir
     odd_python = str(Path(run_dir).parent / "bin $(touch PWNED)" / "python")
     for command in (DEFAULT_COMMAND, [odd_python, "-m", "hpc_radr"]):
-        scripts = render_scripts(manifest, SlurmOptions(), hpc_radr_command=command, max_array=5)
+        scripts = render_scripts(manifest, slurm_options(), hpc_radr_command=command, max_array=5)
         assert exec_line(scripts["train-0.sbatch"]).startswith(f"exec {shlex.join(command)} run-task ")
         assert argv_of(scripts["train-1.sbatch"], tmp_path, SLURM_ARRAY_TASK_ID="3") == \
-            [*command, "run-task", run_dir, "--run", "8"]
+            [*command, "run-task", run_dir, "--first-run", "7", "--run-count", "1"]
         assert argv_of(scripts["collect.sbatch"], tmp_path) == [*command, "collect", run_dir]
         for unit in manifest.units:
             assert argv_of(scripts[f"embed-{slug(unit)}.sbatch"], tmp_path) == \
@@ -131,22 +146,22 @@ def test_quoted_values_reach_the_command_unchanged_and_run_nothing(manifest, tmp
 
 def test_sbatch_lines_hold_the_options_quoted_for_sbatch(manifest):
     run_dir = run_dir_of(manifest)
-    options = SlurmOptions(partition="gpu", account="bio lab's", qos="normal", mem_gb=6, time_min=90,
-                           cpus_per_task=3, extra_sbatch={"comment": 'say "hi" # \\ $(x)', "hold": True})
+    options = slurm_options(partition="gpu", account="bio lab's", qos="normal", mem_gb=6, time_min=90,
+                            cpus=3, extra_sbatch={"comment": 'say "hi" # \\ $(x)', "hold": True})
     scripts = render_scripts(manifest, options, max_array=5)
     train = re.findall(r"^#SBATCH (.*)$", scripts["train-0.sbatch"], re.MULTILINE)
     logs = run_dir.replace("%", "%%") + "/logs/slurm-train-0-%A_%a"
     assert train == ["--job-name=small-train", "--partition=gpu", "--account='bio lab'\"'\"'s'", "--qos=normal",
-                     "--array=0-4%32", "--cpus-per-task=3", "--gpus-per-node=1", "--mem=6144M", "--time=90",
+                     "--array=0-3%4", "--cpus-per-task=3", "--gpus-per-node=1", "--mem=6144M", "--time=90",
                      f"--output={shlex.quote(logs + '.out')}", f"--error={shlex.quote(logs + '.err')}",
                      "--comment='say \"hi\" # \\\\ $(x)'", "--hold"]
     embed = re.findall(r"^#SBATCH (.*)$", scripts["embed-test.sbatch"], re.MULTILINE)
-    assert "--cpus-per-task=4" in embed and not any(e.startswith(("--gpus", "--array")) for e in embed)
+    assert "--cpus-per-task=2" in embed and not any(e.startswith(("--gpus", "--array")) for e in embed)
     assert f"--output={shlex.quote(run_dir.replace('%', '%%') + '/logs/slurm-embed-test-%j.out')}" in embed
 
 
 def test_setup_lines_are_placed_verbatim_before_the_command(manifest):
-    scripts = render_scripts(manifest, SlurmOptions(setup=SETUP), max_array=5)
+    scripts = render_scripts(manifest, slurm_options(setup=SETUP), max_array=5)
     for name, text in scripts.items():
         if name == SUBMIT_ALL:
             assert SETUP[0] not in text
@@ -159,17 +174,17 @@ def test_setup_lines_are_placed_verbatim_before_the_command(manifest):
 
 
 def test_line_breaking_values_are_refused(manifest):
-    with pytest.raises(RunDirError, match=r"#SBATCH --partition 'gpu\\n#SBATCH --qos=high'.*control character"):
-        render_scripts(manifest, SlurmOptions(partition="gpu\n#SBATCH --qos=high"))
-    with pytest.raises(RunDirError, match="#SBATCH --comment 'a\\\\rb'"):
-        render_scripts(manifest, SlurmOptions(extra_sbatch={"comment": "a\rb"}))
-    with pytest.raises(RunDirError, match="setup line"):
-        render_scripts(manifest, SlurmOptions(setup=["module load a\nrm -rf x"]))
+    with pytest.raises(PlanError, match=r"--partition 'gpu\\n#SBATCH --qos=high'.*control character"):
+        render_scripts(manifest, slurm_options(partition="gpu\n#SBATCH --qos=high"))
+    with pytest.raises(PlanError, match="--sbatch comment 'a\\\\rb'"):
+        render_scripts(manifest, slurm_options(extra_sbatch={"comment": "a\rb"}))
+    with pytest.raises(PlanError, match="setup line"):
+        render_scripts(manifest, slurm_options(setup=["module load a\nrm -rf x"]))
     bad_dir = Manifest(manifest.raw, RunDir(manifest.run_dir.path.parent / "new\nline"))
-    with pytest.raises(RunDirError, match="new\\\\nline"):
-        render_scripts(bad_dir, SlurmOptions())
-    with pytest.raises(RunDirError, match="extra sbatch flag"):
-        render_scripts(manifest, SlurmOptions(extra_sbatch={"x\n": True}))
+    with pytest.raises(PlanError, match="new\\\\nline"):
+        render_scripts(bad_dir, slurm_options())
+    with pytest.raises(PlanError, match="extra sbatch flag"):
+        render_scripts(manifest, slurm_options(extra_sbatch={"x\n": True}))
 
 
 FAKE_SBATCH = """#!/bin/bash
@@ -181,7 +196,7 @@ echo "$(( 100 + $(wc -l < "$SBATCH_LOG") ));hpcradr"
 def test_submit_all_chains_the_jobs(manifest, tmp_path):
     out = tmp_path / HOSTILE
     out.mkdir()
-    scripts = render_scripts(manifest, SlurmOptions(), max_array=5)
+    scripts = render_scripts(manifest, slurm_options(), max_array=5)
     for name, text in scripts.items():
         (out / name).write_text(text)
     bin_dir = tmp_path / "bin"
@@ -231,7 +246,7 @@ def test_the_command_writes_the_scripts(manifest, tmp_path):
     assert report["submit"] == f"bash {shlex.quote(str(out / SUBMIT_ALL))}"
     assert os.access(out / SUBMIT_ALL, os.X_OK)
     train = (out / "train-2.sbatch").read_text()
-    assert "#SBATCH --array=0-1%3\n" in train and "#SBATCH --partition=cpu\n" in train
+    assert "#SBATCH --array=0-3%1\n" in train and "#SBATCH --partition=cpu\n" in train
     assert "#SBATCH --constraint=a100\n" in train and f"\n{SETUP[1]}\n" in train
     assert not list(out.glob(".*.tmp"))
 
@@ -243,7 +258,7 @@ def test_the_command_writes_the_scripts(manifest, tmp_path):
                                              "--partition", "gpu\nevil"])
     assert refused.exit_code == 2
     assert "error:" in refused.output and "Traceback" not in refused.output
-    assert "#SBATCH --partition 'gpu\\nevil' contains the control character" in words(refused.output)
+    assert "--partition 'gpu\\nevil' contains the control character" in words(refused.output)
     assert not (tmp_path / "x").exists()
     missing = CliRunner().invoke(cli_app(), ["scripts", str(tmp_path), "--out", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "no manifest.json" in words(missing.output)
@@ -253,7 +268,7 @@ def test_the_command_writes_the_scripts(manifest, tmp_path):
 def test_slurm_runs_the_collect_script(manifest, slurm_env, tmp_path):
     """On the real test cluster: sbatch parses the quoted #SBATCH lines, the log lands at the exact path,
     the setup line runs, and the default command (this Python -m hpc_radr) works on the node."""
-    options = SlurmOptions(partition="cpu", setup=['echo "setup ran: $SLURM_JOB_NAME"'],
+    options = slurm_options(partition="cpu", setup=['echo "setup ran: $SLURM_JOB_NAME"'],
                            extra_sbatch={"comment": "it's \"quoted\" #1 \\ $(x)"})
     script = tmp_path / "collect.sbatch"
     script.write_text(render_scripts(manifest, options)["collect.sbatch"])

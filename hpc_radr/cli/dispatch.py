@@ -10,13 +10,17 @@ import sys
 import typing
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import asdict
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from hpc_radr.cli.output import console, emit_json, errors
+
+if TYPE_CHECKING:
+    from hpc_radr.job_plan import SlurmOptions
 
 
 class ExecutorName(str, Enum):
@@ -34,33 +38,57 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch
 AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
 
 # The Slurm options of `submit`, `resubmit` and `scripts`, declared once: name -> (type with its option, default).
+# Training tasks take the plain names; embedding and collect jobs (CPU only) have their own.
 SLURM_OPTIONS: dict[str, tuple[object, object]] = {
-    "partition": (Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")], None),
+    "partition": (Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition of the training "
+                                                     "tasks (and of the CPU-only jobs unless --cpu-partition).")],
+                  None),
     "gpus": (Annotated[int | None, typer.Option(
         "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")],
         None),
     "cpus": (Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")], 2),
-    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per task in GB.")], 4),
-    "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per task (minutes).")], 60),
+    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per training task in GB.")], 4.0),
+    "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per training task (minutes).")],
+                 60),
+    "cpu_partition": (Annotated[str | None, typer.Option(
+        "--cpu-partition", help="Partition of the CPU-only jobs (embedding, collect) [default: --partition].")],
+        None),
+    "embed_partition": (Annotated[str | None, typer.Option(
+        "--embed-partition", help="Partition of the embedding jobs [default: --cpu-partition].")], None),
+    "embed_cpus": (Annotated[int, typer.Option("--embed-cpus", min=1,
+                                               help="CPUs per embedding job (one extraction worker each).")], 2),
+    "embed_mem_gb": (Annotated[float, typer.Option("--embed-mem-gb", min=0.5,
+                                                   help="Memory per embedding job in GB.")], 4.0),
+    "embed_time_min": (Annotated[int, typer.Option("--embed-time-min", min=1,
+                                                   help="Time limit per embedding job (minutes).")], 120),
+    "collect_partition": (Annotated[str | None, typer.Option(
+        "--collect-partition", help="Partition of the collect job [default: --cpu-partition].")], None),
+    "collect_cpus": (Annotated[int, typer.Option("--collect-cpus", min=1, help="CPUs of the collect job.")], 1),
+    "collect_mem_gb": (Annotated[float, typer.Option("--collect-mem-gb", min=0.5,
+                                                     help="Memory of the collect job in GB.")], 2.0),
+    "collect_time_min": (Annotated[int, typer.Option("--collect-time-min", min=1,
+                                                     help="Time limit of the collect job (minutes).")], 30),
     "account": (Annotated[str | None, typer.Option("--account", help="Slurm account.")], None),
     "qos": (Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")], None),
     "throttle": (Annotated[int, typer.Option("--array-parallelism", min=1,
-                                             help="At most this many array tasks at once (%N).")], 32),
-    "runs_per_task": (Annotated[int, typer.Option("--runs-per-task", min=1,
-                                                  help="Runs trained one after another by each array task.")], 1),
+                                             help="At most this many training tasks at once, over all arrays.")], 32),
+    "runs_per_task": (Annotated[int | None, typer.Option(
+        "--runs-per-task", min=1, help="Runs trained one after another by each array task [default: 1, more when "
+        "the cluster limits how many jobs you may submit].")], None),
     "sbatch": (Annotated[list[str], typer.Option(
-        "--sbatch", help="Extra sbatch flag as KEY=VALUE or KEY (e.g. constraint=a100, hold); repeatable.")], []),
+        "--sbatch", help="Extra sbatch flag for every job as KEY=VALUE or KEY (e.g. constraint=a100, hold); "
+        "repeatable.")], []),
     "setup": (Annotated[list[str], typer.Option(
         "--setup", help="Shell line run before each task (module load ..., activate ...); repeatable.")], []),
 }
 
 
-def with_slurm_options(*, runs_per_task: bool = True) -> Callable[[Callable], Callable]:
+def with_slurm_options() -> Callable[[Callable], Callable]:
     """Give a command the Slurm options above and hand them to it as one ``slurm`` argument (SlurmOptions).
 
     typer reads a command's options from its signature and has no option groups; extending the signature
     here keeps one declaration (and one set of defaults) for every command that submits or writes scripts."""
-    names = [name for name in SLURM_OPTIONS if runs_per_task or name != "runs_per_task"]
+    names = list(SLURM_OPTIONS)
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
@@ -82,11 +110,9 @@ def with_slurm_options(*, runs_per_task: bool = True) -> Callable[[Callable], Ca
     return decorate
 
 
-def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = 2, mem_gb: float = 4,
-                  time_min: int = 60, account: str | None = None, qos: str | None = None, throttle: int = 32,
-                  runs_per_task: int = 1, sbatch: list[str] = [], setup: list[str] = []):
+def slurm_options(throttle: int = 32, sbatch: list[str] = [], **values) -> SlurmOptions:
     """SlurmOptions from the command line's values; a malformed --sbatch flag is refused here (exit 2)."""
-    from hpc_radr.executors.slurm import SlurmOptions
+    from hpc_radr.job_plan import slurm_options as resolve
 
     extra: dict[str, str | bool] = {}
     for item in sbatch:
@@ -96,9 +122,9 @@ def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: i
             errors.print(f"error: --sbatch {item!r}: expected KEY=VALUE or KEY, e.g. constraint=a100 or hold")
             raise typer.Exit(2)
         extra[key] = value if sep else True
-    return SlurmOptions(partition=partition, gpus_per_task=gpus, cpus_per_task=cpus, mem_gb=mem_gb,
-                        time_min=time_min, account=account, qos=qos, array_parallelism=throttle,
-                        runs_per_task=runs_per_task, extra_sbatch=extra, setup=list(setup))
+    site = {name: values.pop(name) for name in ("account", "qos", "runs_per_task") if name in values}
+    setup = list(values.pop("setup", []))
+    return resolve(**values, **site, array_parallelism=throttle, extra_sbatch=extra, setup=setup)
 
 
 def choose(executor: ExecutorName, partition: str | None) -> ExecutorName:
@@ -135,38 +161,19 @@ def _progress(quiet: bool):
 
 def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bool, as_json: bool, options) -> None:
     """Hand the remaining work to the chosen executor and report; exit 1 if local runs failed."""
-    from hpc_radr.executors.local import run_local
-    from hpc_radr.executors.slurm import check_with_sbatch, plan_slurm, submit_jobs
-    from hpc_radr.manifest import freeze
-    from hpc_radr.storage import check_writable
-    from hpc_radr.submission import active_runs, remaining, submission_lock
+    from hpc_radr import workflow
 
     if executor is ExecutorName.slurm:
-        def planned():
-            frozen = manifest.run_dir.manifest.exists()
-            work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
-            return work, plan_slurm(work, options)
-
-        work, jobs = planned()
-        if not dry_run and jobs:
-            # a read-only or full run directory would otherwise fail the tasks after they waited in the queue
-            check_writable(manifest.run_dir.path)
-            check_with_sbatch(jobs)  # Slurm's own verdict before anything is written or submitted
-            freeze(manifest)
-            with submission_lock(manifest.run_dir):
-                work, jobs = planned()  # again under the lock: a concurrent submit may have taken some runs
-                submit_jobs(work, jobs, options, force)
-        _report_slurm(manifest, work, jobs, dry_run, as_json)
+        _report_slurm(workflow.submit_slurm(manifest, options, force, dry_run), as_json)
         return
-    check_writable(manifest.run_dir.path)  # before anything is written or trained
-    freeze(manifest)
-    with submission_lock(manifest.run_dir):
-        work = remaining(manifest, force)
+
+    def starting(work) -> None:
         if not as_json:
             console.print(f"run directory: {manifest.run_dir.path}\n{len(manifest.configurations)} configurations, "
                           f"{len(manifest.runs)} runs: {len(work.done_runs)} done, {len(work.pending_runs)} to run")
-        with _progress(as_json) as feed:
-            outcome = run_local(work, workers, force, feed)
+
+    with _progress(as_json) as feed:
+        outcome = workflow.run_local(manifest, workers, force, feed, starting)
     summary = {"run_dir": str(manifest.run_dir.path), "executor": "local", "trained": outcome.trained,
                "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1),
                "errors": outcome.errors}
@@ -184,31 +191,38 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
         raise typer.Exit(1)
 
 
-def _report_slurm(manifest, work, jobs, dry_run: bool, as_json: bool) -> None:
+def _report_slurm(outcome, as_json: bool) -> None:
+    jobs = outcome.plan.jobs
     if as_json:
-        emit_json({"run_dir": str(manifest.run_dir.path), "executor": "slurm", "dry_run": dry_run,
-                   "already_done": len(work.done_runs),
-                   "jobs": [{"kind": j.kind, "name": j.name, "job_id": j.job_id, "tasks": j.tasks,
-                             "after_ok": j.after_ok, "after_any": j.after_any,
-                             **({"script": j.script} if dry_run else {})} for j in jobs]})
+        emit_json({"run_dir": str(outcome.run_dir), "executor": "slurm", "dry_run": outcome.dry_run,
+                   "already_done": len(outcome.work.done_runs), "runs_per_task": outcome.plan.runs_per_task,
+                   "notes": outcome.notes,
+                   "jobs": [{"kind": j.kind.value, "name": j.name, "job_id": outcome.job_ids.get(j.name),
+                             "tasks": [list(t) for t in j.tasks], "throttle": j.throttle,
+                             "resources": asdict(j.resources), "after_ok": list(j.after_ok),
+                             "after_any": list(j.after_any),
+                             **({"script": outcome.scripts[j.name]} if outcome.dry_run else {})} for j in jobs]})
         return
     if not jobs:
-        console.print(f"nothing to submit: {len(work.done_runs)} runs done, the rest queued or running")
+        console.print(f"nothing to submit: {len(outcome.work.done_runs)} runs done, the rest queued or running")
         return
     for job in jobs:
         waits = [f"afterok {', '.join(job.after_ok)}"] * bool(job.after_ok) + \
                 [f"afterany {', '.join(job.after_any)}"] * bool(job.after_any)
-        size = f"array of {len(job.tasks)} tasks" if len(job.tasks) > 1 else "1 task"
-        ident = "(dry run)" if dry_run else f"job {job.job_id}"
-        console.print(f"{job.name}: {ident}, {size}{'; waits for ' + '; '.join(waits) if waits else ''}")
-        if dry_run:
-            sys.stdout.write(job.script + "\n")
+        size = f"array of {len(job.tasks)} tasks, at most {job.throttle} at once" if job.is_array else "1 task"
+        ident = "(dry run)" if outcome.dry_run else f"job {outcome.job_ids[job.name]}"
+        console.print(f"{job.name}: {ident}, {size} ({job.resources.describe()})"
+                      f"{'; waits for ' + '; '.join(waits) if waits else ''}", markup=False, highlight=False)
+        if outcome.dry_run:
+            sys.stdout.write(outcome.scripts[job.name] + "\n")
             sys.stdout.flush()
-    if not dry_run:
-        console.print(f"submitted into {manifest.run_dir.path}; follow with `hpc-radr status {manifest.run_dir.path}`")
+    for note in outcome.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    if not outcome.dry_run:
+        console.print(f"submitted into {outcome.run_dir}; follow with `hpc-radr status {outcome.run_dir}`",
+                      markup=False, highlight=False)
 
 
 def warn(message: str | None) -> None:
     if message:
         errors.print(f"[yellow]warning:[/] {message}")
-

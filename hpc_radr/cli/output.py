@@ -27,11 +27,12 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from hpc_radr.birdnet.model_files import ModelError
     from hpc_radr.datasets import DataError
     from hpc_radr.embedding_cache import CacheError
+    from hpc_radr.job_plan import PlanError
     from hpc_radr.manifest import RunDirError
     from hpc_radr.storage import NotWritable
     from hpc_radr.sweep import SweepError
 
-    return (SweepError, DataError, ModelError, RunDirError, CacheError, NotWritable)
+    return (SweepError, DataError, ModelError, RunDirError, CacheError, NotWritable, PlanError)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import user_errors
 
 if TYPE_CHECKING:
-    from hpc_radr.executors.slurm import SlurmOptions
+    from hpc_radr.job_plan import SlurmOptions
 
 
 @d.with_slurm_options()
@@ -30,7 +30,7 @@ def resubmit(
     from hpc_radr.manifest import load, resolve_run_dir
     from hpc_radr.submission import sweep_drift
 
-    chosen = d.choose(executor, slurm.partition)
+    chosen = d.choose(executor, slurm.train.partition)
     with user_errors((SlurmError, ExecutorError)):
         manifest = load(resolve_run_dir(run_dir))
         d.warn(sweep_drift(manifest))

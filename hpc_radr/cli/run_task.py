@@ -13,6 +13,9 @@ def run_task(
     run_dir: Path = typer.Argument(..., help="Run directory made by `hpc-radr submit`."),
     index: list[int] = typer.Option([], "--index", help="Configuration index (0-based); repeatable."),
     run: list[int] = typer.Option([], "--run", help="Position in the manifest's list of unique runs; repeatable."),
+    first_run: int | None = typer.Option(None, "--first-run", min=0,
+                                         help="Position of the first of --run-count consecutive runs (array scripts)."),
+    run_count: int = typer.Option(1, "--run-count", min=1, help="With --first-run: how many runs, up to the last."),
     embed: list[str] = typer.Option([], "--embed", help="Build the embedding cache of this unit instead; repeatable."),
     force: bool = typer.Option(False, "--force", help="Retrain even if a result exists."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="TensorFlow threads [default: CPUs given]."),
@@ -35,8 +38,12 @@ def run_task(
             if not 0 <= k < len(manifest.runs):
                 raise RunDirError(f"--run {k}: the manifest has runs 0-{len(manifest.runs) - 1}")
             run_ids.append(manifest.runs[k].run_id)
+        if first_run is not None:
+            if first_run >= len(manifest.runs):
+                raise RunDirError(f"--first-run {first_run}: the manifest has runs 0-{len(manifest.runs) - 1}")
+            run_ids += [c.run_id for c in manifest.runs[first_run:first_run + run_count]]
         if not run_ids:
-            raise RunDirError("nothing to do: give --index, --run or --embed")
+            raise RunDirError("nothing to do: give --index, --run, --first-run or --embed")
         try:
             report = runner.train(run_dir, list(dict.fromkeys(run_ids)), force, threads)
         except runner.TaskFailed as err:

@@ -14,7 +14,7 @@ from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import console, emit_json, errors, user_errors
 
 if TYPE_CHECKING:
-    from hpc_radr.executors.slurm import SlurmOptions
+    from hpc_radr.job_plan import SlurmOptions
 
 
 def _umask() -> int:
@@ -23,7 +23,7 @@ def _umask() -> int:
     return mask
 
 
-@d.with_slurm_options(runs_per_task=False)
+@d.with_slurm_options()
 def scripts(
     run_dir: Path | None = typer.Argument(None, help="Run directory made by `hpc-radr submit` [default: runs/latest]."),
     out: Path = typer.Option(..., "--out", help="Folder to write the scripts into (created if missing)."),

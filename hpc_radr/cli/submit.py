@@ -12,7 +12,7 @@ from hpc_radr.cli.output import user_errors
 from hpc_radr.cli.plan import DEFAULT_SWEEP
 
 if TYPE_CHECKING:
-    from hpc_radr.executors.slurm import SlurmOptions
+    from hpc_radr.job_plan import SlurmOptions
 
 
 @d.with_slurm_options()
@@ -40,7 +40,7 @@ def submit(
     from hpc_radr.executors.slurm import SlurmError
     from hpc_radr.submission import prepare
 
-    chosen = d.choose(executor, slurm.partition)
+    chosen = d.choose(executor, slurm.train.partition)
     with user_errors((SlurmError, ExecutorError)):
         manifest = prepare(sweep, run_dir, data, model, dedupe=not literal,
                            overrides={"epochs": epochs} if epochs else {}, write=False)

@@ -1,11 +1,10 @@
 """Plain sbatch scripts for a run directory, for users who submit with `sbatch` themselves.
 
-The scripts are rendered from the templates in ``sbatch_templates/`` (Python ``string.Template``; lines
-starting with ``##`` are template notes and are dropped): one embedding job per unit, training arrays of at
-most ``max_array`` tasks (array task i of the array starting at OFFSET trains run i + OFFSET of the
-manifest), a collect job, and ``submit-all.sh`` that submits them in order with the same chain as
-``hpc-radr submit``: arrays ``afterok`` on every embedding job with ``kill-on-invalid-dep=yes``, collect
-``afterany`` on every array.
+The scripts render the same job plan as ``hpc-radr submit`` (``hpc_radr.job_plan``), through the templates
+in ``sbatch_templates/`` (Python ``string.Template``; lines starting with ``##`` are template notes and are
+dropped): one embedding job per unit, the training arrays (array task i of the array whose first run is run
+OFFSET of the manifest trains runs OFFSET + i x K to OFFSET + i x K + K - 1, K runs per task), a collect job,
+and ``submit-all.sh`` that submits them in order with the plan's dependencies.
 
 Quoting: every value placed in a script goes through ``shlex.quote``. In ``#SBATCH`` lines, which sbatch
 parses itself (it honours single and double quotes, and a backslash escapes the next character even inside
@@ -23,8 +22,17 @@ from pathlib import Path
 from string import Template
 
 import hpc_radr
-from hpc_radr.executors.slurm import SlurmOptions, _mem, one_line
-from hpc_radr.manifest import Manifest, RunDirError
+from hpc_radr.job_plan import (
+    JobKind,
+    JobPlan,
+    PlanError,
+    PlannedJob,
+    SlurmOptions,
+    check_values,
+    one_line,
+    plan_jobs,
+)
+from hpc_radr.manifest import Manifest
 from hpc_radr.sweep import slug
 
 DEFAULT_MAX_ARRAY = 1001  # Slurm's default MaxArraySize
@@ -78,22 +86,28 @@ def _log_pattern(run_dir: Path, name: str) -> str:
     """``RUN_DIR/logs/<name>`` as a Slurm file name pattern: a ``%`` of the run directory is written ``%%``."""
     base = str(run_dir)
     if "\\" in base:
-        raise RunDirError(f"run directory {base!r} contains a backslash: Slurm then ignores the %j/%A/%a "
+        raise PlanError(f"run directory {base!r} contains a backslash: Slurm then ignores the %j/%A/%a "
                           "patterns of the log file names; use a run directory without one")
     return f"{base.replace('%', '%%')}/logs/{name}"
 
 
-def _sbatch_lines(options: SlurmOptions, run_dir: Path, job_name: str, log_name: str, resources: dict) -> str:
-    pairs: list[tuple[str, object]] = [("job-name", job_name)]
-    for key, value in (("partition", options.partition), ("account", options.account), ("qos", options.qos)):
+def _sbatch_lines(plan: JobPlan, job: PlannedJob, run_dir: Path, log_name: str) -> str:
+    res = job.resources
+    pairs: list[tuple[str, object]] = [("job-name", plan.job_name(job))]
+    for key, value in (("partition", res.partition), ("account", plan.account), ("qos", plan.qos)):
         if value:
             pairs.append((key, value))
-    pairs += list(resources.items())
+    if job.is_array:
+        pairs.append(("array", f"0-{len(job.tasks) - 1}%{job.throttle}"))
+    pairs.append(("cpus-per-task", res.cpus))
+    if res.gpus:
+        pairs.append(("gpus-per-node", res.gpus))
+    pairs += [("mem", res.mem), ("time", res.time_min)]
     pairs += [("output", _log_pattern(run_dir, f"{log_name}.out")), ("error", _log_pattern(run_dir, f"{log_name}.err"))]
     lines = [f"#SBATCH --{key}={sbatch_value(f'#SBATCH --{key}', value)}" for key, value in pairs]
-    for key, value in options.extra_sbatch.items():
+    for key, value in plan.extra_sbatch.items():
         if not _FLAG.fullmatch(key):
-            raise RunDirError(f"extra sbatch flag {key!r}: expected a flag name such as constraint or hold")
+            raise PlanError(f"extra sbatch flag {key!r}: expected a flag name such as constraint or hold")
         if value is True:
             lines.append(f"#SBATCH --{key}")
         elif value is not False:
@@ -101,69 +115,70 @@ def _sbatch_lines(options: SlurmOptions, run_dir: Path, job_name: str, log_name:
     return "\n".join(lines)
 
 
-def _setup_lines(options: SlurmOptions) -> str:
-    return "\n".join(one_line("setup line", line, allowed="\t") for line in options.setup)
-
-
-def array_chunks(n_runs: int, max_array: int) -> list[tuple[int, int]]:
-    """(offset, size) of each training array: at most ``max_array`` tasks (indices 0..max_array-1) each."""
-    if max_array < 1:
-        raise RunDirError(f"max_array {max_array}: must be at least 1 (the cluster's MaxArraySize)")
-    return [(start, min(max_array, n_runs - start)) for start in range(0, n_runs, max_array)]
+def _offset(job: PlannedJob, positions: dict[str, int], per_task: int) -> int:
+    """The manifest position of the array's first run; its tasks must hold consecutive runs, ``per_task`` each
+    (the last one fewer), which is what the template's arithmetic assumes."""
+    runs = [positions[run] for run in job.runs]
+    if runs != list(range(runs[0], runs[0] + len(runs))) or any(len(t) != per_task for t in job.tasks[:-1]):
+        raise PlanError(f"{job.name}: its runs are not consecutive in the manifest; sbatch scripts cannot name them")
+    return runs[0]
 
 
 def render_scripts(manifest: Manifest, options: SlurmOptions, hpc_radr_command: list[str] | None = None,
-                   max_array: int = DEFAULT_MAX_ARRAY) -> dict[str, str]:
+                   max_array: int = DEFAULT_MAX_ARRAY, submit_limit: int | None = None) -> dict[str, str]:
     """File name -> text: ``embed-<unit>.sbatch`` per unit, ``train-<k>.sbatch`` per array, ``collect.sbatch``
-    and ``submit-all.sh``, in submission order."""
-    if options.runs_per_task != 1:
-        raise RunDirError("runs per task: the sbatch scripts train one run per array task; "
-                          "use `hpc-radr submit` to group runs")
-    if options.array_parallelism < 1:
-        raise RunDirError(f"array parallelism {options.array_parallelism}: must be at least 1")
+    and ``submit-all.sh``, in submission order: every unit and every run of the manifest (a task skips runs
+    that already have a result)."""
     run_dir = manifest.run_dir.path.resolve()
-    name = manifest.sweep.name
+    check_values(str(run_dir), options)
+    plan = plan_jobs(manifest.sweep.name, list(manifest.units), [c.run_id for c in manifest.runs], options,
+                     max_array, submit_limit)
+    return render_plan(plan, manifest, run_dir, hpc_radr_command)
+
+
+def script_name(job: PlannedJob) -> str:
+    if job.kind is JobKind.embed:
+        return f"embed-{slug(job.tasks[0][0])}.sbatch"
+    if job.kind is JobKind.train:
+        return f"train-{job.name.split(':')[1]}.sbatch"
+    return "collect.sbatch"
+
+
+def render_plan(plan: JobPlan, manifest: Manifest, run_dir: Path,
+                hpc_radr_command: list[str] | None = None) -> dict[str, str]:
+    """The plan's jobs as sbatch scripts plus ``submit-all.sh``."""
     command = [str(word) for word in (hpc_radr_command or default_command())]
-    common = {"setup": _setup_lines(options), "run_dir": shell("run directory", run_dir),
+    common = {"setup": "\n".join(one_line("setup line", line, allowed="\t") for line in plan.setup),
+              "run_dir": shell("run directory", run_dir),
               "hpc_radr": " ".join(shell("hpc-radr command word", word) for word in command)}
+    positions = {config.run_id: k for k, config in enumerate(manifest.runs)}
     scripts: dict[str, str] = {}
-
-    embeds = []
-    for unit in manifest.units:
-        file = f"embed-{slug(unit)}.sbatch"
-        embed_resources = {"cpus-per-task": options.embed_cpus, "mem": _mem(max(options.mem_gb, 4)),
-                           "time": options.embed_time_min}
-        sbatch = _sbatch_lines(options, run_dir, f"{name}-embed", f"slurm-embed-{slug(unit)}-%j",
-                               embed_resources)
-        scripts[file] = _fill("embed.sbatch", sbatch=sbatch, unit=shell("embedding unit", unit), **common)
-        embeds.append(file)
-
-    arrays = []
-    for part, (offset, size) in enumerate(array_chunks(len(manifest.runs), max_array)):
-        file = f"train-{part}.sbatch"
-        resources: dict[str, object] = {"array": f"0-{size - 1}%{options.array_parallelism}",
-                                        "cpus-per-task": options.cpus_per_task}
-        if options.gpus:
-            resources["gpus-per-node"] = options.gpus
-        resources.update({"mem": _mem(options.mem_gb), "time": options.time_min})
-        sbatch = _sbatch_lines(options, run_dir, f"{name}-train", f"slurm-train-{part}-%A_%a", resources)
-        scripts[file] = _fill("train_array.sbatch", sbatch=sbatch, offset=shell("array offset", offset), **common)
-        arrays.append(file)
-
-    sbatch = _sbatch_lines(options, run_dir, f"{name}-collect", "slurm-collect-%j",
-                           {"cpus-per-task": 1, "mem": _mem(2), "time": 30})
-    scripts["collect.sbatch"] = _fill("collect.sbatch", sbatch=sbatch, **common)
-    scripts[SUBMIT_ALL] = _submit_all(name, run_dir, embeds, arrays)
+    for job in plan.jobs:
+        file = script_name(job)
+        if job.kind is JobKind.embed:
+            unit = job.tasks[0][0]
+            sbatch = _sbatch_lines(plan, job, run_dir, f"slurm-embed-{slug(unit)}-%j")
+            scripts[file] = _fill("embed.sbatch", sbatch=sbatch, unit=shell("embedding unit", unit), **common)
+        elif job.kind is JobKind.train:
+            sbatch = _sbatch_lines(plan, job, run_dir, f"slurm-{file.removesuffix('.sbatch')}-%A_%a")
+            offset = _offset(job, positions, plan.runs_per_task)
+            scripts[file] = _fill("train_array.sbatch", sbatch=sbatch, offset=shell("array offset", offset),
+                                  per_task=shell("runs per task", plan.runs_per_task), **common)
+        else:
+            sbatch = _sbatch_lines(plan, job, run_dir, "slurm-collect-%j")
+            scripts[file] = _fill("collect.sbatch", sbatch=sbatch, **common)
+    scripts[SUBMIT_ALL] = _submit_all(plan, run_dir)
     return scripts
 
 
-def _submit_all(name: str, run_dir: Path, embeds: list[str], arrays: list[str]) -> str:
+def _submit_all(plan: JobPlan, run_dir: Path) -> str:
     lines = [
         "#!/usr/bin/env bash",
         "# hpc-radr: submit the sbatch scripts of this folder in order (rendered by `hpc-radr scripts`) for",
-        f"# sweep {shell('sweep name', name)} in run directory {shell('run directory', run_dir)}.",
+        f"# sweep {shell('sweep name', plan.sweep)} in run directory {shell('run directory', run_dir)}.",
         "# Embedding jobs first; the training arrays start once every embedding job succeeded (afterok;",
-        "# kill-on-invalid-dep=yes cancels them if one failed); collect runs when all arrays ended (afterany).",
+        "# kill-on-invalid-dep=yes cancels them if one failed), an array after the one before it in its lane",
+        "# (afterany, so the throttle holds for the whole sweep); collect runs when all arrays ended (afterany).",
         "set -euo pipefail",
         'cd -- "$(dirname -- "${BASH_SOURCE[0]}")"',
         "command -v sbatch >/dev/null || { echo 'error: no sbatch here: use a Slurm login node' >&2; exit 1; }",
@@ -171,25 +186,22 @@ def _submit_all(name: str, run_dir: Path, embeds: list[str], arrays: list[str]) 
         "trap 'echo \"error: a submission failed; the jobs listed above were submitted\" >&2' ERR",
         "submitted() { printf '%s: job %s\\n' \"$1\" \"$2\"; }",
     ]
-
-    def submit(var: str, file: str, flags: list[str]) -> None:
+    variables = {job.name: f"{job.kind.value}_{k}" for k, job in enumerate(plan.jobs)}  # names may be hostile
+    for job in plan.jobs:
+        var, file = variables[job.name], script_name(job)
+        flags = []
+        parts = []
+        if job.after_ok:
+            parts.append("afterok:" + ":".join(f"${{{variables[n]}}}" for n in job.after_ok))
+        if job.after_any:
+            parts.append("afterany:" + ":".join(f"${{{variables[n]}}}" for n in job.after_any))
+        if parts:
+            flags.append(f'--dependency="{",".join(parts)}"')
+        if job.after_ok:
+            flags.append("--kill-on-invalid-dep=yes")
         words = " ".join(["sbatch", "--parsable", *flags, shell("script", file)])
         lines.append(f"{var}=$({words})")
         lines.append(f'{var}="${{{var}%%;*}}"  # --parsable prints ID or ID;CLUSTER')
         lines.append(f'submitted {shell("script", file)} "${var}"')
-
-    for k, file in enumerate(embeds):
-        submit(f"embed_{k}", file, [])
-    array_flags = []
-    if embeds:
-        ids = ":".join(f"${{embed_{k}}}" for k in range(len(embeds)))
-        array_flags = [f'--dependency="afterok:{ids}"', "--kill-on-invalid-dep=yes"]
-    for k, file in enumerate(arrays):
-        submit(f"train_{k}", file, array_flags)
-    collect_flags = []
-    if arrays:
-        ids = ":".join(f"${{train_{k}}}" for k in range(len(arrays)))
-        collect_flags = [f'--dependency="afterany:{ids}"']
-    submit("collect", "collect.sbatch", collect_flags)
     lines.append(f"printf 'follow with: hpc-radr status %q\\n' {shell('run directory', run_dir)}")
     return "\n".join(lines) + "\n"

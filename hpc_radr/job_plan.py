@@ -1,0 +1,250 @@
+"""The chain of Slurm jobs a submission makes, as data: one plan, rendered by submitit (`submit`) and by the
+sbatch templates (`scripts`), so both ask Slurm for the same jobs with the same resources.
+
+The chain: one embedding job per unit whose cache is missing (CPU only: BirdNET's TFLite model); then training
+arrays that start only after every embedding job succeeded (``afterok``, with ``kill-on-invalid-dep`` so a failed
+extraction cancels the arrays instead of letting every task fail on its own); then a collect job once the arrays
+have ended (``afterany``). Each kind of job has its own partition, CPUs, memory and time.
+
+Arrays and the throttle: a sweep with more tasks than the cluster's MaxArraySize is split into arrays of nearly
+equal size. The user's ``--array-parallelism`` is a limit for the whole sweep, not per array: the arrays are
+laid in ``lanes`` (at most as many as the throttle), the throttle is shared out over the lanes, and within a
+lane each array waits for the one before it (``afterany``). So at no time do more tasks run than asked for,
+and arrays of equal size in lanes of equal share drain together.
+
+A site's limit on submitted jobs (``MaxSubmitJobsPerUser``, which counts every array task) is met by packing
+several runs into each array task, or refused before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from enum import Enum
+
+# Measured peaks (benchmarks/results/latest.md, "Peak memory"): a training task 0.8 GB (1.1 GB with 15,000
+# embeddings), an extraction task with 2 workers about 1.2 GB. 4 GB leaves room for TensorFlow's CUDA libraries
+# on GPU nodes, which the CPU-only measurement does not include. Every default fits a node of 2 CPUs and 8 GB.
+DEFAULT_MEM_GB = 4.0
+
+
+class PlanError(ValueError):
+    """Options that cannot make a valid chain of jobs (a value that breaks a job script, a limit not met)."""
+
+
+class JobKind(str, Enum):
+    embed = "embed"
+    train = "train"
+    collect = "collect"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job, or each task of an array, asks Slurm for."""
+
+    partition: str | None
+    cpus: int
+    mem_gb: float
+    time_min: int
+    gpus: int = 0
+
+    @property
+    def mem(self) -> str:
+        """Memory as Slurm's ``--mem`` value."""
+        return f"{round(self.mem_gb * 1024)}M"
+
+    def describe(self) -> str:
+        where = f"partition {self.partition}" if self.partition else "the default partition"
+        gpus = f"{self.gpus} GPU{'s' * (self.gpus != 1)}" if self.gpus else "no GPU"
+        return f"{where}, {self.cpus} CPU{'s' * (self.cpus != 1)}, {gpus}, {self.mem} memory, {self.time_min} min"
+
+
+# The command-line options that change each kind's resources, for messages that say what to change.
+OPTIONS: dict[JobKind, dict[str, str]] = {
+    JobKind.embed: {"partition": "--embed-partition (or --cpu-partition)", "cpus": "--embed-cpus",
+                    "mem": "--embed-mem-gb", "time": "--embed-time-min"},
+    JobKind.train: {"partition": "--partition", "cpus": "--cpus-per-task", "gpus": "--gpus-per-task",
+                    "mem": "--mem-gb", "time": "--time-min"},
+    JobKind.collect: {"partition": "--collect-partition (or --cpu-partition)", "cpus": "--collect-cpus",
+                      "mem": "--collect-mem-gb", "time": "--collect-time-min"},
+}
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What users choose per submission, resolved per kind of job. Build it with ``slurm_options``."""
+
+    train: Resources
+    embed: Resources
+    collect: Resources
+    account: str | None = None
+    qos: str | None = None
+    array_parallelism: int = 32
+    runs_per_task: int | None = None  # None: 1, or more when a limit on submitted jobs requires it
+    extra_sbatch: dict[str, str | bool] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+    max_timeouts: int = 3
+
+    def resources(self, kind: JobKind) -> Resources:
+        return {JobKind.embed: self.embed, JobKind.train: self.train, JobKind.collect: self.collect}[kind]
+
+
+def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = 2,
+                  mem_gb: float = DEFAULT_MEM_GB, time_min: int = 60, *, cpu_partition: str | None = None,
+                  embed_partition: str | None = None, embed_cpus: int = 2, embed_mem_gb: float = DEFAULT_MEM_GB,
+                  embed_time_min: int = 120, collect_partition: str | None = None, collect_cpus: int = 1,
+                  collect_mem_gb: float = 2.0, collect_time_min: int = 30, **site) -> SlurmOptions:
+    """Options from the command line's values, with the defaults resolved.
+
+    ``gpus`` None: 1 on a training partition named like "gpu", else 0. CPU-only jobs (embedding, collect) go to
+    their own partition, else to ``cpu_partition``, else to the training partition."""
+    if gpus is None:
+        gpus = 1 if partition and "gpu" in partition.lower() else 0
+    return SlurmOptions(
+        train=Resources(partition, cpus, mem_gb, time_min, gpus),
+        embed=Resources(embed_partition or cpu_partition or partition, embed_cpus, embed_mem_gb, embed_time_min),
+        collect=Resources(collect_partition or cpu_partition or partition, collect_cpus, collect_mem_gb,
+                          collect_time_min),
+        **site)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One sbatch submission: an embedding job, a training array, or the collect job."""
+
+    kind: JobKind
+    name: str  # unique in the plan: embed:<unit>, train:<k>, collect
+    resources: Resources
+    tasks: tuple[tuple[str, ...], ...]  # per task: run ids (train) or unit names (embed); ((),) for collect
+    after_ok: tuple[str, ...] = ()  # names of planned jobs
+    after_any: tuple[str, ...] = ()
+    throttle: int | None = None  # arrays: at most this many tasks at once
+
+    @property
+    def is_array(self) -> bool:
+        return self.kind is JobKind.train
+
+    @property
+    def runs(self) -> list[str]:
+        return [run for task in self.tasks for run in task] if self.kind is JobKind.train else []
+
+    def describe(self) -> str:
+        """The job and its request, as a rejection message names them."""
+        size = f"array of {len(self.tasks)} tasks, each " if self.is_array else ""
+        return f"{self.name} ({size}{self.resources.describe()})"
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """The whole chain, in submission order, with what every job of it shares."""
+
+    sweep: str
+    jobs: tuple[PlannedJob, ...]
+    account: str | None
+    qos: str | None
+    extra_sbatch: dict[str, str | bool]
+    setup: tuple[str, ...]
+    runs_per_task: int
+
+    def job_name(self, job: PlannedJob) -> str:
+        return f"{self.sweep}-{job.kind.value}"
+
+    @property
+    def submitted_jobs(self) -> int:
+        """What Slurm counts against a limit on submitted jobs: every array task is one job."""
+        return sum(len(job.tasks) for job in self.jobs)
+
+    def job(self, name: str) -> PlannedJob:
+        return next(job for job in self.jobs if job.name == name)
+
+
+def one_line(what: str, value: str, allowed: str = "") -> str:
+    """``value`` if it fits on one line of a job script; a newline there would end an ``#SBATCH`` line early and
+    make the rest of the value a directive or a command of its own, so control characters are refused."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in allowed:
+            raise PlanError(f"{what} {value!r} contains the control character {char!r}, which cannot be "
+                            "written on one line of an sbatch script; choose a value without it")
+    return value
+
+
+def check_values(run_dir: str, options: SlurmOptions) -> None:
+    """Refuse, before anything is written, values that cannot be put in a job script as given."""
+    one_line("run directory", run_dir)
+    if "\\" in run_dir:
+        raise PlanError(f"run directory {run_dir!r} contains a backslash: sbatch reads it as an escape in "
+                        "the log file names of #SBATCH lines; use a run directory without one")
+    partitions = {}  # a partition inherited from --partition is named as --partition
+    for kind in (JobKind.train, JobKind.embed, JobKind.collect):
+        partitions.setdefault(options.resources(kind).partition, OPTIONS[kind]["partition"].split()[0])
+    partitions = [(what, value) for value, what in partitions.items()]
+    for what, value in (*partitions, ("--account", options.account), ("--qos", options.qos),
+                        *((f"--sbatch {key}", value) for key, value in options.extra_sbatch.items()
+                          if isinstance(value, str))):
+        if value:
+            one_line(what, value)
+    for line in options.setup:
+        one_line("--setup line (give each line its own --setup)", line, allowed="\t")
+    if options.array_parallelism < 1:
+        raise PlanError(f"--array-parallelism {options.array_parallelism}: must be at least 1")
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """``items`` in ``parts`` consecutive pieces whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    pieces, start = [], 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        pieces.append(items[start:end])
+        start = end
+    return pieces
+
+
+def _runs_per_task(options: SlurmOptions, runs: int, other_jobs: int, submit_limit: int | None) -> int:
+    """Runs per array task: the user's choice, or the fewest that keep the chain within ``submit_limit`` jobs."""
+    chosen = options.runs_per_task
+    if submit_limit is None or not runs:
+        return chosen or 1
+    room = submit_limit - other_jobs
+    need = math.ceil(runs / room) if room > 0 else None
+    if need is None:
+        raise PlanError(f"the cluster lets you submit {submit_limit} more jobs (MaxSubmitJobsPerUser of your QOS or "
+                        f"account, less the jobs you have queued), and this chain needs {other_jobs} besides its "
+                        "training tasks; wait for queued jobs to end, or use a QOS with a higher limit (--qos)")
+    if chosen is not None and chosen < need:
+        tasks = math.ceil(runs / chosen)
+        raise PlanError(f"--runs-per-task {chosen} makes {tasks} training tasks, {tasks + other_jobs} jobs with the "
+                        f"rest of the chain, but the cluster lets you submit {submit_limit} more jobs "
+                        f"(MaxSubmitJobsPerUser; every array task counts); use --runs-per-task {need} or more, or "
+                        "leave it out to pack runs automatically")
+    return max(chosen or 1, need)
+
+
+def plan_jobs(sweep: str, units: list[str], runs: list[str], options: SlurmOptions, array_limit: int,
+              submit_limit: int | None = None) -> JobPlan:
+    """The jobs that build ``units``' caches, train ``runs`` and collect, in submission order.
+
+    ``array_limit`` is the cluster's MaxArraySize (the largest array index plus one); ``submit_limit`` how many
+    more jobs the user may submit (None: no limit known)."""
+    if array_limit < 1:
+        raise PlanError(f"MaxArraySize {array_limit}: must be at least 1")
+    jobs: list[PlannedJob] = [PlannedJob(JobKind.embed, f"embed:{unit}", options.embed, ((unit,),))
+                              for unit in units]
+    embeds = tuple(job.name for job in jobs)
+    per_task = _runs_per_task(options, len(runs), len(units) + (1 if runs else 0), submit_limit)
+    tasks = [tuple(runs[k:k + per_task]) for k in range(0, len(runs), per_task)]
+    arrays: list[PlannedJob] = []
+    if tasks:
+        pieces = _split(tasks, math.ceil(len(tasks) / array_limit))
+        lanes = min(len(pieces), options.array_parallelism)
+        shares = [len(share) for share in _split(list(range(options.array_parallelism)), lanes)]
+        for k, piece in enumerate(pieces):
+            before = (arrays[k - lanes].name,) if k >= lanes else ()
+            arrays.append(PlannedJob(JobKind.train, f"train:{k}", options.train, tuple(piece), after_ok=embeds,
+                                     after_any=before, throttle=min(shares[k % lanes], len(piece))))
+        jobs += arrays
+        jobs.append(PlannedJob(JobKind.collect, "collect", options.collect, ((),),
+                               after_any=tuple(job.name for job in arrays)))
+    return JobPlan(sweep, tuple(jobs), options.account, options.qos, dict(options.extra_sbatch),
+                   tuple(options.setup), per_task)

@@ -1,0 +1,108 @@
+"""Submitting a frozen sweep, the same way for every command that does (`submit`, `resubmit`, `demo`).
+
+The order is what keeps bad input from losing anything: check every value that goes into a job script, read
+the cluster's limits, plan the chain, ask Slurm to validate every job (``sbatch --test-only``) and check that the
+run directory can be written, and only then freeze the manifest and submit, under a lock, planning again
+there since a concurrent submission may have taken some runs. A dry run stops before the checks that need
+the cluster's verdict and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpc_radr.executors import local, slurm, slurm_site
+from hpc_radr.job_plan import JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
+from hpc_radr.manifest import Manifest, freeze
+from hpc_radr.status import status
+from hpc_radr.storage import check_writable
+from hpc_radr.submission import Work, record_submission, remaining, submission_lock
+
+ACTIVE = ("pending", "running")
+
+
+@dataclass
+class SlurmSubmission:
+    """What a Slurm submission did (or, as a dry run, would do)."""
+
+    run_dir: Path
+    dry_run: bool
+    work: Work
+    plan: JobPlan
+    scripts: dict[str, str]  # job name -> sbatch script as submitit writes it
+    job_ids: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the plan was fitted to the cluster's limits
+
+
+def active_runs(manifest: Manifest) -> set[str]:
+    """Runs whose latest Slurm task is still queued or running: never submitted twice."""
+    report = status(manifest.run_dir.path, manifest)
+    return {c.run_id for c in report.configurations if c.state in ACTIVE}
+
+
+def _notes(plan: JobPlan, options: SlurmOptions, site: slurm_site.Site) -> list[str]:
+    notes = []
+    if plan.runs_per_task > (options.runs_per_task or 1):
+        notes.append(f"{plan.runs_per_task} runs per training task: the cluster lets you submit {site.submit_limit} "
+                     "more jobs (MaxSubmitJobsPerUser; every array task counts)")
+    arrays = [job for job in plan.jobs if job.is_array]
+    if len(arrays) > 1:
+        notes.append(f"{len(arrays)} training arrays (MaxArraySize {site.max_array_size}); together they run at most "
+                     f"{options.array_parallelism} tasks at once (--array-parallelism)")
+    return notes
+
+
+def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False, dry_run: bool = False,
+                 site: slurm_site.Site | None = None) -> SlurmSubmission:
+    """Plan the chain for what remains of ``manifest``, validate it with Slurm, freeze and submit it.
+
+    ``site`` (the cluster's limits) is read from the cluster unless given."""
+    run_dir = manifest.run_dir.path.resolve()
+    check_values(str(run_dir), options)
+    if site is None:
+        try:
+            site = slurm_site.query(options.qos)
+        except slurm_site.SiteUnreadable as err:
+            raise slurm.SlurmError(str(err)) from None
+
+    def planned() -> tuple[Work, JobPlan]:
+        frozen = manifest.run_dir.manifest.exists()
+        work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
+        plan = plan_jobs(manifest.sweep.name, work.missing_units, work.pending_runs, options, site.max_array_size,
+                         site.submit_limit)
+        return work, plan
+
+    work, plan = planned()
+    rendered = slurm.scripts(plan, run_dir)
+    outcome = SlurmSubmission(run_dir, dry_run, work, plan, rendered, notes=_notes(plan, options, site))
+    if dry_run or not plan.jobs:
+        return outcome
+    check_writable(manifest.run_dir.path)  # a read-only or full run directory would fail the tasks after queueing
+    slurm.check_with_sbatch(plan, rendered)  # Slurm's own verdict before anything is written or submitted
+    freeze(manifest)
+    with submission_lock(manifest.run_dir):
+        work, plan = planned()
+
+        def record(job: PlannedJob, job_id: str, array: bool) -> None:
+            record_submission(manifest.run_dir, {"kind": job.kind.value, "name": job.name, "job_id": job_id,
+                                                 "array": array, "tasks": [list(t) for t in job.tasks]})
+
+        outcome.work, outcome.plan = work, plan
+        outcome.scripts = slurm.scripts(plan, run_dir)
+        outcome.job_ids = slurm.submit(plan, run_dir, force, options.max_timeouts, record)
+    return outcome
+
+
+def run_local(manifest: Manifest, workers: int, force: bool = False, progress: local.Progress | None = None,
+              starting: Callable[[Work], None] | None = None) -> local.LocalOutcome:
+    """Freeze the manifest and train what remains on this machine, blocking until done; ``starting(work)`` is
+    told what will run before it starts."""
+    check_writable(manifest.run_dir.path)  # before anything is written or trained
+    freeze(manifest)
+    with submission_lock(manifest.run_dir):
+        work = remaining(manifest, force)
+        if starting is not None:
+            starting(work)
+        return local.run_local(work, workers, force, progress)

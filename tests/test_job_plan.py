@@ -1,0 +1,128 @@
+"""The job plan: one chain of jobs, fitted to the cluster's limits, rendered the same by submitit and the
+sbatch templates."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from conftest import write_sweep
+
+from hpc_radr.executors import slurm
+from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_plan, script_name
+from hpc_radr.job_plan import JobKind, PlanError, plan_jobs, slurm_options
+from hpc_radr.submission import prepare
+
+RUNS = [f"run{k}" for k in range(84)]
+
+
+def running_at_most(plan) -> int:
+    """The most training tasks that can run at once: arrays of one lane run one after another, so it is the
+    sum over lanes of the largest throttle in each (a lane = a chain of arrays linked by afterany)."""
+    lane_of: dict[str, str] = {}
+    lanes: dict[str, int] = {}
+    for job in (job for job in plan.jobs if job.is_array):
+        lane = lane_of[job.after_any[0]] if job.after_any else job.name
+        lane_of[job.name] = lane
+        lanes[lane] = max(lanes.get(lane, 0), job.throttle)
+    return sum(lanes.values())
+
+
+@pytest.mark.parametrize(("max_array", "throttle"), [(40, 32), (40, 2), (8, 1), (1001, 32), (10, 5), (3, 4)])
+def test_the_throttle_holds_for_the_whole_sweep(max_array, throttle):
+    plan = plan_jobs("s", ["a", "test"], RUNS, slurm_options(array_parallelism=throttle), max_array)
+    arrays = [job for job in plan.jobs if job.is_array]
+    assert all(len(job.tasks) <= max_array for job in arrays)
+    assert [run for job in arrays for run in job.runs] == RUNS  # every run once, in order
+    assert running_at_most(plan) <= throttle
+    assert running_at_most(plan) == min(throttle, len(RUNS))  # and the whole throttle is used
+    sizes = [len(job.tasks) for job in arrays]
+    assert max(sizes) - min(sizes) <= 1  # equal arrays drain together
+
+
+def test_the_measured_case_of_three_arrays_no_longer_runs_68_tasks_at_once():
+    """MaxArraySize 40 and --array-parallelism 32 once gave %32, %32, %4: 68 at once."""
+    plan = plan_jobs("s", ["a"], RUNS, slurm_options(array_parallelism=32), 40)
+    assert [(len(j.tasks), j.throttle) for j in plan.jobs if j.is_array] == [(28, 11), (28, 11), (28, 10)]
+
+
+def test_a_submit_limit_packs_runs_into_fewer_tasks():
+    plan = plan_jobs("s", ["a", "b", "test"], RUNS, slurm_options(), 1001, submit_limit=30)
+    assert plan.submitted_jobs <= 30 and plan.runs_per_task == 4  # 3 embeds + collect leave 26 tasks: 84 / 26
+    assert [run for job in plan.jobs if job.is_array for run in job.runs] == RUNS
+    free = plan_jobs("s", ["a"], RUNS, slurm_options(), 1001, submit_limit=None)
+    assert free.runs_per_task == 1 and free.submitted_jobs == 86
+
+
+def test_a_submit_limit_that_cannot_be_met_is_refused_with_the_fix():
+    with pytest.raises(PlanError, match=r"--runs-per-task 2 makes 42 training tasks.*use --runs-per-task 4"):
+        plan_jobs("s", ["a", "b", "test"], RUNS, slurm_options(runs_per_task=2), 1001, submit_limit=30)
+    with pytest.raises(PlanError, match="lets you submit 3 more jobs.*needs 4 besides"):
+        plan_jobs("s", ["a", "b", "test"], RUNS, slurm_options(), 1001, submit_limit=3)
+
+
+def test_each_kind_of_job_has_its_own_resources():
+    options = slurm_options(partition="gpu", cpu_partition="cpu", embed_cpus=6, embed_mem_gb=8, collect_time_min=5)
+    plan = plan_jobs("s", ["a"], RUNS[:3], options, 1001)
+    by_kind = {job.kind: job.resources for job in plan.jobs}
+    assert by_kind[JobKind.train].partition == "gpu" and by_kind[JobKind.train].gpus == 1
+    assert (by_kind[JobKind.embed].partition, by_kind[JobKind.embed].cpus, by_kind[JobKind.embed].mem) == \
+        ("cpu", 6, "8192M")
+    assert by_kind[JobKind.embed].gpus == 0 and by_kind[JobKind.collect].gpus == 0
+    assert (by_kind[JobKind.collect].partition, by_kind[JobKind.collect].time_min) == ("cpu", 5)
+    plain = {job.kind: job.resources for job in plan_jobs("s", ["a"], RUNS[:3], slurm_options(partition="gpu"),
+                                                          1001).jobs}
+    assert plain[JobKind.embed].partition == "gpu"  # no CPU partition named: the training one
+
+
+def test_a_rejection_names_the_job_its_request_and_the_options():
+    job = plan_jobs("s", ["test"], RUNS[:1], slurm_options(partition="gpu", embed_cpus=4), 1001).jobs[0]
+    message = slurm.rejection(job, "sbatch: error: Batch job submission failed: Requested node configuration "
+                                   "is not available\n")
+    assert message.startswith("Slurm rejected embed:test (partition gpu, 4 CPUs, no GPU, 4096M memory, 120 min): "
+                              "sbatch: error: Batch job submission failed: Requested node configuration")
+    assert "--embed-cpus" in message and "--embed-partition (or --cpu-partition)" in message
+
+
+def sbatch_options(script: str) -> dict[str, str]:
+    found = {}
+    for line in script.splitlines():
+        if line.startswith("#SBATCH --"):
+            key, _, value = line[len("#SBATCH --"):].partition("=")
+            found[key] = shlex.split(value)[0] if value else ""
+    return found
+
+
+REQUEST = ("partition", "account", "qos", "cpus-per-task", "gpus-per-node", "mem", "time", "array", "job-name",
+           "constraint")
+
+
+def test_submit_and_scripts_request_the_same_jobs_with_the_same_resources(small_data, tmp_path):
+    """Both render one plan: same jobs, same order, same resources, same dependencies."""
+    manifest = prepare(write_sweep(tmp_path), tmp_path / "run", small_data, None, dedupe=True, overrides={})
+    options = slurm_options(partition="gpu", cpu_partition="cpu", cpus=3, mem_gb=6, embed_cpus=2, account="lab",
+                            qos="normal", array_parallelism=5, extra_sbatch={"constraint": "a100"})
+    plan = plan_jobs(manifest.sweep.name, list(manifest.units), [c.run_id for c in manifest.runs], options, 5)
+    run_dir = manifest.run_dir.path.resolve()
+    through_submitit = slurm.scripts(plan, run_dir)
+    through_templates = render_plan(plan, manifest, run_dir)
+    assert len(plan.jobs) == 3 + 3 + 1  # 3 units, 12 runs in 3 arrays of 4, collect
+
+    submit_all = through_templates[SUBMIT_ALL]
+    variables = dict(re.findall(r"^(\w+)=\$\(sbatch .*?(\S+\.sbatch)\)$", submit_all, re.MULTILINE))
+    order = re.findall(r"^\w+=\$\(sbatch .*?(\S+\.sbatch)\)$", submit_all, re.MULTILINE)
+    assert order == [script_name(job) for job in plan.jobs]
+    for job in plan.jobs:
+        ours = sbatch_options(through_submitit[job.name])
+        theirs = sbatch_options(through_templates[script_name(job)])
+        assert {k: ours.get(k) for k in REQUEST} == {k: theirs.get(k) for k in REQUEST}, job.name
+        # dependencies: submitit's placeholders name jobs; submit-all.sh names the scripts' variables
+        wanted = set(re.findall(r"<job id of ([^>]+)>", ours.get("dependency", "")))
+        line = next(line for line in submit_all.splitlines()
+                    if line.endswith(f"{script_name(job)})") and "=$(sbatch" in line)
+        named = {variables[v] for v in re.findall(r"\$\{(\w+)\}", line)}
+        assert named == {script_name(plan.job(name)) for name in wanted}, job.name
+        assert ("kill-on-invalid-dep" in ours) == ("--kill-on-invalid-dep=yes" in line)
+    assert sbatch_options(through_submitit["embed:test"])["partition"] == "cpu"
+    assert sbatch_options(through_submitit["train:0"])["gpus-per-node"] == "1"
