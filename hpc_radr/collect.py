@@ -31,6 +31,7 @@ class Collected:
 def _row(record: dict) -> dict:
     counts = record["sample_counts"]
     environment = record.get("environment", {})
+    gpus = record.get("gpus") or {}
     return {
         **{metric: record["test"][metric] for metric in TEST_METRICS},
         "val_auprc": record["validation_at_best_epoch"]["auprc"],
@@ -49,6 +50,8 @@ def _row(record: dict) -> dict:
         "fit_seconds": record["timings"]["fit_s"],
         "host": environment.get("host"),
         "slurm_job_id": environment.get("slurm", {}).get("SLURM_JOB_ID"),
+        "gpu_granted": gpus.get("SLURM_JOB_GPUS"),  # what Slurm gave the task (None: no GPU asked for)
+        "trained_on": "GPU:0" if gpus.get("tensorflow") else "CPU",
         "versions": json.dumps(record.get("versions", {}), sort_keys=True),  # the software that trained it
     }
 

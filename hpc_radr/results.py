@@ -62,3 +62,17 @@ def read_failure(run_dir: RunDir, run_id: str) -> dict | None:
         return json.loads(run_dir.failure(run_id).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def unused_gpu(record: dict) -> bool:
+    """A run that Slurm gave a GPU but that TensorFlow could not see, so it trained on the CPU while holding the
+    GPU (some sites kill such jobs; all waste the allocation)."""
+    gpus = record.get("gpus") or {}
+    return bool(gpus.get("SLURM_JOB_GPUS")) and not gpus.get("tensorflow")
+
+
+def unused_gpu_warning(run_ids: list[str]) -> str:
+    shown = ", ".join(run_ids[:5]) + (f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else "")
+    return (f"{len(run_ids)} run(s) were given a GPU by Slurm but trained on the CPU (TensorFlow saw no GPU): "
+            f"{shown}. Install the GPU libraries on the nodes (pip install -e '.[gpu]') or load their modules "
+            "with --setup, or submit with --gpus-per-task 0 so no GPU is held unused")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import platform
 import resource
@@ -95,7 +94,9 @@ def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None)
         workers = workers or worker_cpus()
         files = len(unit.positives) + len(unit.negatives)
         started = time.perf_counter()
-        importlib.import_module("birdnet_analyzer.train.utils")  # TensorFlow's import, timed apart from extraction
+        from hpc_radr.birdnet.runtime import import_birdnet
+
+        import_birdnet()  # TensorFlow's import, timed apart from extraction
         import_s = time.perf_counter() - started
         started, cpu_started = time.perf_counter(), _cpu_seconds()
         embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap, workers, files,
@@ -154,6 +155,7 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
     from hpc_radr.birdnet import runtime, training
 
     runtime.limit_threads(threads)
+    runtime.import_birdnet()  # before TensorFlow initialises its devices: they must include Slurm's GPUs
     import_s = time.perf_counter() - started
     settings = manifest.sweep.training
     runtime.configure(manifest.model, settings.crop_mode, settings.overlap, threads or worker_cpus())

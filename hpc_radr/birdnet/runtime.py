@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 
 from hpc_radr.birdnet.model_files import ModelFiles
+
+
+def import_birdnet() -> None:
+    """Import BirdNET-Analyzer's training modules, keeping the GPUs this task was given.
+
+    ``birdnet_analyzer.model`` sets ``CUDA_VISIBLE_DEVICES=""`` when imported (2.4.0, line 26), which hides every
+    GPU from TensorFlow: a task that Slurm gave a GPU then trains on the CPU. CUDA reads the variable when
+    TensorFlow first initialises its devices, so putting back the value Slurm set before that is enough. Where
+    nothing set it (a laptop, a CPU job on a shared node), BirdNET's empty value stays: no GPU that was not
+    granted is used."""
+    granted = os.environ.get("CUDA_VISIBLE_DEVICES")
+    importlib.import_module("birdnet_analyzer.model")
+    importlib.import_module("birdnet_analyzer.train.utils")
+    if granted is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = granted
 
 
 def configure(model: ModelFiles, crop_mode: str, overlap: float, workers: int) -> None:
@@ -47,11 +63,14 @@ def versions() -> dict[str, str]:
 
 
 def gpus_seen() -> dict:
-    """What the task was given (Slurm's view) and what TensorFlow can use."""
+    """What the task was given (Slurm's view), what TensorFlow could use, and so the device that trained: Keras
+    places a model on the first GPU TensorFlow sees, else on the CPU."""
     import tensorflow as tf
 
+    visible = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {
-        "tensorflow": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "tensorflow": visible,
+        "trained_on": "GPU:0" if visible else "CPU",
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "SLURM_JOB_GPUS": os.environ.get("SLURM_JOB_GPUS"),
     }

@@ -19,6 +19,7 @@ from scipy.special import stdtrit  # the t quantile alone: scipy.stats costs 0.3
 
 from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, summarize
 from hpc_radr.manifest import Manifest
+from hpc_radr.results import unused_gpu_warning
 
 EFFECT_METRICS = ("auprc", "recall", "precision")
 CONFIDENCE = 0.95
@@ -250,6 +251,11 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         rows_of = done.groupby("run_id", sort=False)["index"].agg(list)  # a run's rows (ratio-0.0 twins)
         for kind, run_id, message in _run_warnings(done, manifest.sweep.training.epochs):
             warn(kind, message, [int(i) for i in rows_of[run_id]])
+        if "gpu_granted" in done:  # results written before devices were recorded have no such column
+            on_cpu = done[done["gpu_granted"].notna() & (done["gpu_granted"] != "") & (done["trained_on"] == "CPU")]
+            if len(on_cpu):
+                warn("unused_gpu", unused_gpu_warning(list(dict.fromkeys(on_cpu["run_id"]))),
+                     [int(i) for i in on_cpu["index"]])
     seeds = len(manifest.sweep.grid.seeds)
     for name, frame in comparisons.items():
         short = frame[(frame["metric"] == "recall") & (frame["n"] < seeds)]
