@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hpc_radr.executors import slurm_state
+from hpc_radr.executors import job_files, slurm_state
 from hpc_radr.manifest import Manifest, RunDir, load
-from hpc_radr.results import read_failure, read_result
+from hpc_radr.results import read_failure, read_result, unused_gpu, unused_gpu_warning
 from hpc_radr.submission import read_submissions
 
 STATES = ("completed", "running", "pending", "failed", "cancelled", "timeout", "out_of_memory", "missing")
@@ -56,6 +56,8 @@ class StatusReport:
     runs: int
     problems: list[str] = field(default_factory=list)
     jobs: list[JobStatus] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # results that are whole but not what was asked for
+    accounting: bool | None = None  # None: no Slurm job, or Slurm did not answer
 
     @property
     def counts(self) -> dict[str, int]:
@@ -64,7 +66,8 @@ class StatusReport:
 
     def as_dict(self) -> dict:
         return {"run_dir": self.run_dir, "runs": self.runs, "counts": self.counts, "problems": self.problems,
-                "jobs": [asdict(j) for j in self.jobs], "configurations": [asdict(c) for c in self.configurations]}
+                "warnings": self.warnings, "accounting": self.accounting, "jobs": [asdict(j) for j in self.jobs],
+                "configurations": [asdict(c) for c in self.configurations]}
 
 
 def run_states(manifest: Manifest, on_result: Callable[[str, dict], None] | None = None,
@@ -104,59 +107,88 @@ def latest_tasks(entries: list[dict]) -> dict[str, tuple[str, int | None]]:
     return tasks
 
 
-def _job_status(entry: dict, scheduler: dict) -> JobStatus:
+Key = tuple[str, int | None]  # (Slurm job id, array task or None)
+
+
+def _without_record(run_dir: RunDir, key: Key, live: bool, accounting: bool) -> str | None:
+    """A raw state for a task Slurm does not list, or None when nothing can be said yet.
+
+    With accounting, sacct lists every task that started and squeue every queued one, so a task missing from a
+    job Slurm still knows was cancelled before it started (Slurm 22.05 keeps no record of it); otherwise
+    accounting is late. Without accounting, a task that ended more than MinJobAge ago is in neither: its own
+    files say how it ended, and a task without any never started."""
+    if accounting:
+        return "CANCELLED before it started (no Slurm record of the task)" if live else None
+    ended = job_files.ended(job_files.folder(run_dir.submitit, *key))
+    if ended == "missing":
+        return "CANCELLED before it started (accounting is off; the task left no files)"
+    if ended is None:
+        return "FAILED (accounting is off; the task ended without a result or a message from Slurm)"
+    return f"{ended.upper()} (accounting is off; from the task's own files)"
+
+
+def _job_status(entry: dict, view: slurm_state.SchedulerView, run_dir: RunDir) -> JobStatus:
     keys = [(entry["job_id"], k) for k in range(len(entry["tasks"]))] if entry["array"] else [(entry["job_id"], None)]
-    seen = any(job == entry["job_id"] for job, _ in scheduler)
+    live = any(job == entry["job_id"] for job, _ in view.states)
     counts: Counter = Counter()
     waiting = []
     for key in keys:
-        raw = scheduler.get(key)
-        if raw is None:  # see status(): a task cancelled while queued leaves no record; else accounting is late
-            counts["cancelled" if seen and entry["array"] else "unknown"] += 1
+        raw = view.states.get(key) or _without_record(run_dir, key, live and entry["array"], view.accounting)
+        if raw is None:
+            counts["unknown"] += 1
             continue
         counts[slurm_state.normalize(raw)] += 1
-        if raw.endswith(")") and "(" in raw:
+        if raw.endswith(")") and "(" in raw and slurm_state.normalize(raw) == "pending":
             waiting.append(raw[raw.index("(") + 1:-1])
     return JobStatus(entry["kind"], entry["name"], entry["job_id"], len(keys), dict(counts),
                      sorted(set(waiting)))
 
 
-def _slurm_log(run_dir: RunDir, job: tuple[str, int | None]) -> str | None:
+def _slurm_log(run_dir: RunDir, job: Key) -> str | None:
     """The task's stderr as submitit lays it out, if the task ever started."""
-    name = job[0] if job[1] is None else f"{job[0]}_{job[1]}"
-    path = run_dir.submitit / name / f"{name}_0_log.err"
+    task_dir = job_files.folder(run_dir.submitit, *job)
+    path = task_dir / f"{task_dir.name}_0_log.err"
     return str(path) if path.exists() else None
 
 
-def status(run_dir: Path) -> StatusReport:
-    """Per-configuration states from the result files, and from Slurm for submitted runs (one sacct call)."""
-    manifest = load(RunDir(Path(run_dir)))
-    states, problems = run_states(manifest)
+def status(run_dir: Path, manifest: Manifest | None = None) -> StatusReport:
+    """Per-configuration states from the result files, and from Slurm for submitted runs (one squeue and one
+    sacct call; without accounting, the tasks' own files). ``manifest``: when the caller holds it already."""
+    manifest = manifest or load(RunDir(Path(run_dir)))
+    on_cpu: list[str] = []
+
+    def seen_result(run_id: str, record: dict) -> None:
+        if unused_gpu(record):
+            on_cpu.append(run_id)
+
+    states, problems = run_states(manifest, seen_result)
     entries = read_submissions(manifest.run_dir)
     tasks = latest_tasks(entries)
-    embeds = [entry for entry in entries if entry["kind"] == "embed"]
-    scheduler: dict = {}
+    view: slurm_state.SchedulerView | None = None
     if entries:
         try:
-            scheduler = slurm_state.query([entry["job_id"] for entry in entries])
+            view = slurm_state.query([entry["job_id"] for entry in entries])
         except slurm_state.SchedulerUnavailable as err:
             problems.append(f"Slurm states unknown: {err}")
-    for entry in embeds:
-        raw = scheduler.get((entry["job_id"], None))
+    seen = {job for job, _ in view.states} if view else set()
+
+    def raw_state(key: Key, array: bool) -> str | None:
+        if view is None:
+            return None
+        return view.states.get(key) or _without_record(manifest.run_dir, key, key[0] in seen and array,
+                                                       view.accounting)
+
+    for entry in (entry for entry in entries if entry["kind"] == "embed"):
+        raw = raw_state((entry["job_id"], None), False)
         if raw and slurm_state.normalize(raw) not in ("pending", "running", "completed"):
             problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
                             f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
-    seen = {job for job, _ in scheduler}
     rows = []
     for config in manifest.configurations:
         state, error, log = states[config.run_id]
         job = tasks.get(config.run_id)
-        raw = scheduler.get(job) if job else None
-        if job and raw is None and job[0] in seen:
-            # squeue lists every queued task of a live array and sacct every started one; Slurm 22.05 keeps
-            # no record of an array task cancelled before it started.
-            raw = "CANCELLED before it started (no Slurm record of the task)"
-        elif job and raw is None and state != "completed":
+        raw = raw_state(job, job[1] is not None) if job else None
+        if job and raw is None and state != "completed" and view is not None:
             error = error or "no Slurm record yet (accounting lists ended jobs a few seconds late)"
         if raw and state != "completed":
             slurm = slurm_state.normalize(raw)
@@ -168,5 +200,7 @@ def status(run_dir: Path) -> StatusReport:
                 log = log or _slurm_log(manifest.run_dir, job)
         rows.append(ConfigurationStatus(**config.as_dict(), state=state, error=error, log=log, scheduler_state=raw,
                                         job_id=(job[0] if job[1] is None else f"{job[0]}_{job[1]}") if job else None))
-    jobs = [_job_status(entry, scheduler) for entry in entries] if scheduler else []
-    return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems, jobs)
+    jobs = [_job_status(entry, view, manifest.run_dir) for entry in entries] if view else []
+    warnings = [unused_gpu_warning(on_cpu)] if on_cpu else []
+    return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems, jobs, warnings,
+                        view.accounting if view else None)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hpc_radr.cli.output import console, emit_json, user_errors
@@ -62,6 +63,9 @@ def show(report) -> None:
     attention."""
     counts = ", ".join(f"{state} {n}" for state, n in report.counts.items())
     console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
+    if report.accounting is False:
+        console.print("Slurm accounting is off on this cluster: tasks that ended more than MinJobAge ago are known "
+                      "from their own files (submitit/) and the result files", markup=False, highlight=False)
     if report.jobs:
         console.print("Slurm jobs, in submission order:")
         name_width = max(len(job.name) for job in report.jobs)
@@ -76,6 +80,8 @@ def show(report) -> None:
                           markup=False, highlight=False)
     for problem in report.problems:
         console.print(f"[yellow]skipped:[/] {problem}")
+    for warning in report.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     failed = [c for c in report.configurations if c.state not in ("completed", "running", "pending")]
     if failed:
         table = Table(title="not completed")

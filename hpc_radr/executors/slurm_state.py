@@ -1,10 +1,12 @@
 """Slurm's view of submitted jobs: one ``squeue`` and one ``sacct`` call for all of a run directory's jobs,
-never one per task. Without accounting (sacct disabled) only queued and running tasks are known.
+never one per task. ``squeue -t all`` also lists tasks that ended less than ``MinJobAge`` ago; without
+accounting (sacct disabled) nothing older is known, and the tasks' own files must say (``job_files``).
 """
 
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 
 # Slurm state (first word) -> hpc-radr state. PREEMPTED and REQUEUED tasks come back: not done.
 _STATES = {
@@ -67,17 +69,30 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
         raise SchedulerUnavailable(f"{command[0]} not found: not a Slurm node") from None
 
 
-def query(job_ids: list[str]) -> dict[tuple[str, int | None], str]:
-    """Raw Slurm state of every task of ``job_ids``: one squeue call (queued and running tasks, which sacct
-    may not list yet) and one sacct call (ended tasks); squeue wins where both answer."""
+@dataclass(frozen=True)
+class SchedulerView:
+    """Raw Slurm state per (job, array task), and whether accounting answered (else ended tasks older than
+    MinJobAge are simply absent)."""
+
+    states: dict[tuple[str, int | None], str]
+    accounting: bool
+
+
+def accounting_disabled(sacct_stderr: str) -> bool:
+    return "accounting storage is disabled" in sacct_stderr.lower()
+
+
+def query(job_ids: list[str]) -> SchedulerView:
+    """Raw Slurm state of every task of ``job_ids``: one squeue call (queued, running and recently ended tasks,
+    which sacct may not list yet) and one sacct call (ended tasks); squeue wins where both answer."""
     if not job_ids:
-        return {}
+        return SchedulerView({}, True)
     joined = ",".join(sorted(set(job_ids)))
     ended = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", joined])
-    active = _run(["squeue", "--array", "-h", "-o", "%i|%T|%r", "-j", joined])
+    active = _run(["squeue", "--array", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", joined])
     if active.returncode != 0 and "Invalid job id" not in active.stderr:
         reason = (active.stderr.strip().splitlines() or ["no output"])[-1]
         raise SchedulerUnavailable(f"squeue failed: {reason} (is SLURM_CONF set?)")
     states = parse(ended.stdout) if ended.returncode == 0 else {}
     states.update(parse(active.stdout))
-    return states
+    return SchedulerView(states, not (ended.returncode != 0 and accounting_disabled(ended.stderr)))

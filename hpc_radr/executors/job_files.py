@@ -1,0 +1,63 @@
+"""How a Slurm task ended, read from its own files: for clusters without accounting, where a finished job
+leaves ``squeue`` after ``MinJobAge`` (300 s by default) and nothing else remembers it.
+
+A task that started has a submitit folder ``submitit/<job>[_<task>]/``. Its result pickle says whether the
+function returned or raised; a task killed before it could write one (cancelled, out of time or memory,
+preempted) has only its log, where ``slurmstepd`` writes why. A task without a folder never started.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+# slurmstepd's lines in a killed task's stderr, most specific first -> hpc-radr state.
+_MARKERS = (
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT"), "timeout"),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO PREEMPTION"), "cancelled"),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO NODE FAIL"), "failed"),
+    (re.compile(r"oom-kill|Exceeded job memory limit|Out Of Memory", re.IGNORECASE), "out_of_memory"),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT"), "cancelled"),
+)
+TAIL_BYTES = 64 * 1024  # slurmstepd writes at the end; a long log is not read whole
+
+
+def folder(submitit_dir: Path, job_id: str, task: int | None) -> Path:
+    name = job_id if task is None else f"{job_id}_{task}"
+    return submitit_dir / name
+
+
+def from_log(text: str) -> str | None:
+    """The state slurmstepd's last words in a task's stderr name, if any."""
+    for pattern, state in _MARKERS:
+        if pattern.search(text):
+            return state
+    return None
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def ended(task_dir: Path) -> str | None:
+    """completed / failed / cancelled / timeout / out_of_memory from a task's folder; ``missing`` when the task
+    never started (no folder); None when it started and its files do not say how it ended (it may still run)."""
+    if not task_dir.is_dir():
+        return "missing"
+    name = task_dir.name
+    result = task_dir / f"{name}_0_result.pkl"
+    if result.exists():
+        try:
+            with result.open("rb") as handle:
+                outcome = pickle.load(handle)  # written by this run directory's own task
+        except Exception:  # a torn or foreign pickle says nothing: fall back to the log
+            outcome = None
+        if isinstance(outcome, tuple) and outcome and outcome[0] in ("success", "error"):
+            return "completed" if outcome[0] == "success" else "failed"
+    return from_log(_tail(task_dir / f"{name}_0_log.err"))
