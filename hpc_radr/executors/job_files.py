@@ -1,9 +1,10 @@
 """How a Slurm task ended, read from its own files: for clusters without accounting, where a finished job
 leaves ``squeue`` after ``MinJobAge`` (300 s by default) and nothing else remembers it.
 
-A task that started has a submitit folder ``submitit/<job>[_<task>]/``. Its result pickle says whether the
-function returned or raised; a task killed before it could write one (cancelled, out of time or memory,
-preempted) has only its log, where ``slurmstepd`` writes why. A task without a folder never started.
+submitit makes a folder ``submitit/<job>[_<task>]/`` for every task when it submits (holding the pickled call);
+a task that started also has its logs there. Its result pickle says whether the function returned or raised; a
+task killed before it could write one (cancelled, out of time or memory, preempted) has only its log, where
+``slurmstepd`` writes why. A task without logs never started.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ def _tail(path: Path) -> str:
 
 def ended(task_dir: Path) -> str | None:
     """completed / failed / cancelled / timeout / out_of_memory from a task's folder; ``missing`` when the task
-    never started (no folder); None when it started and its files do not say how it ended (it may still run)."""
-    if not task_dir.is_dir():
-        return "missing"
+    never started (no logs); None when it started and its files do not say how it ended (it may still run)."""
     name = task_dir.name
-    result = task_dir / f"{name}_0_result.pkl"
+    result, log = task_dir / f"{name}_0_result.pkl", task_dir / f"{name}_0_log.err"
+    if not (result.exists() or log.exists() or (task_dir / f"{name}_0_log.out").exists()):
+        return "missing"
     if result.exists():
         try:
             with result.open("rb") as handle:
@@ -60,4 +61,4 @@ def ended(task_dir: Path) -> str | None:
             outcome = None
         if isinstance(outcome, tuple) and outcome and outcome[0] in ("success", "error"):
             return "completed" if outcome[0] == "success" else "failed"
-    return from_log(_tail(task_dir / f"{name}_0_log.err"))
+    return from_log(_tail(log))
