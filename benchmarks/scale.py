@@ -1,7 +1,7 @@
 """Large run directories for the scale figures, built through hpc-radr's own code without training anything.
 
 * ``status_run``: a sweep with many seeds (>= 1,000 runs) prepared with ``hpc_radr.submission.prepare``, a
-  ``submissions.jsonl`` entry like ``hpc_radr.executors.slurm.submit_jobs`` records (one training array of one
+  ``submissions.jsonl`` entry like ``hpc_radr.workflow.submit_slurm`` records (one training array of one
   run per task, plus its embedding job), result files for the tasks Slurm says completed, a few failure
   records, and fake ``sacct`` / ``squeue`` executables (first on PATH) that print recorded output in the exact
   formats Slurm 22.05 prints for the commands ``hpc_radr.executors.slurm_state`` runs.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -78,8 +79,9 @@ def slurm_env() -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str) -> str:
+    # From a scratch folder: a job without --output writes slurm-<id>.out where it was submitted
     proc = subprocess.run(
-        list(args), env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        list(args), env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, cwd=tempfile.gettempdir()
     )
     assert proc.returncode == 0, (
         f"{shlex.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"

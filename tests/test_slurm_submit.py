@@ -149,7 +149,9 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     assert len(collected["rows"]) == 4 and not collected["missing"] and not collected["failed"]
     result = json.loads((run_dir / "results" / f"{submitted['cancelled']}.json").read_text())
     assert result["environment"]["slurm"]["SLURM_JOB_PARTITION"] == "gpu"
-    assert result["gpus"]["CUDA_VISIBLE_DEVICES"] is not None
+    # the GPU Slurm granted is the one TensorFlow's environment names (BirdNET's import would blank it)
+    gpus = result["gpus"]
+    assert gpus["SLURM_JOB_GPUS"] and gpus["CUDA_VISIBLE_DEVICES"] == gpus["SLURM_JOB_GPUS"]
 
 
 def test_arrays_larger_than_max_array_size_are_split(slurm_env, small_data, tmp_path):
@@ -159,16 +161,19 @@ def test_arrays_larger_than_max_array_size_are_split(slurm_env, small_data, tmp_
     sweep = write_sweep(tmp_path, name="splitme", modes='["linear", "mean"]', ratios="[0.5, 1.0]",
                         seeds="[1, 2, 3]", epochs=1)  # 2 datasets x 2 x 2 x 3 = 24 runs -> 8 + 8 + 8
     out = json.loads(cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", tmp_path / "run",
-                         "--partition", "gpu", "--sbatch", "hold", "--json").stdout)
+                         "--partition", "gpu", "--sbatch", "hold", "--array-parallelism", "4", "--json").stdout)
     try:
         arrays = [j for j in out["jobs"] if j["kind"] == "train"]
         assert [len(j["tasks"]) for j in arrays] == [8, 8, 8]
         seen = [run for j in arrays for task in j["tasks"] for run in task]
         assert len(seen) == len(set(seen)) == 24
+        throttles = []
         for job in arrays:
             records = job_fields(slurm_env, job["job_id"])
             assert records[0]["ArrayTaskId"].startswith("0-7")
             assert records[0]["JobState"] == "PENDING"
+            throttles.append(int(records[0]["ArrayTaskThrottle"]))
+        assert sum(throttles) == 4  # --array-parallelism is for the sweep, shared by its three arrays
     finally:
         slurm(slurm_env, "scancel", *[j["job_id"] for j in out["jobs"]])
 
