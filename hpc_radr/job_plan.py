@@ -6,11 +6,11 @@ arrays that start only after every embedding job succeeded (``afterok``, with ``
 extraction cancels the arrays instead of letting every task fail on its own); then a collect job once the arrays
 have ended (``afterany``). Each kind of job has its own partition, CPUs, memory and time.
 
-Arrays and the throttle: a sweep with more tasks than the cluster's MaxArraySize is split into arrays of nearly
-equal size. The user's ``--array-parallelism`` is a limit for the whole sweep, not per array: the arrays are
-laid in ``lanes`` (at most as many as the throttle), the throttle is shared out over the lanes, and within a
-lane each array waits for the one before it (``afterany``). So at no time do more tasks run than asked for,
-and arrays of equal size in lanes of equal share drain together.
+Arrays and the throttle: a sweep with more tasks than the cluster's MaxArraySize is split into several arrays.
+The user's ``--array-parallelism`` is a limit for the whole sweep, not per array: the tasks are laid in
+``lanes`` (as many as arrays are needed, at most as many as the throttle), each lane with an equal share of
+the tasks and of the throttle; a lane longer than MaxArraySize is a chain of arrays, each waiting for the one
+before it (``afterany``). So at no time do more tasks run than asked for, and the lanes drain together.
 
 A site's limit on submitted jobs (``MaxSubmitJobsPerUser``, which counts every array task) is met by packing
 several runs into each array task, or refused before anything is submitted.
@@ -236,13 +236,17 @@ def plan_jobs(sweep: str, units: list[str], runs: list[str], options: SlurmOptio
     tasks = [tuple(runs[k:k + per_task]) for k in range(0, len(runs), per_task)]
     arrays: list[PlannedJob] = []
     if tasks:
-        pieces = _split(tasks, math.ceil(len(tasks) / array_limit))
-        lanes = min(len(pieces), options.array_parallelism)
+        # as few lanes as arrays are needed, at most one per throttle slot; each lane gets an equal share of
+        # the tasks (cut into arrays of at most array_limit) and of the throttle, so all lanes drain together
+        lanes = min(math.ceil(len(tasks) / array_limit), options.array_parallelism)
         shares = [len(share) for share in _split(list(range(options.array_parallelism)), lanes)]
-        for k, piece in enumerate(pieces):
-            before = (arrays[k - lanes].name,) if k >= lanes else ()
-            arrays.append(PlannedJob(JobKind.train, f"train:{k}", options.train, tuple(piece), after_ok=embeds,
-                                     after_any=before, throttle=min(shares[k % lanes], len(piece))))
+        for lane, group in enumerate(_split(tasks, lanes)):
+            before: tuple[str, ...] = ()
+            for piece in _split(group, math.ceil(len(group) / array_limit)):
+                job = PlannedJob(JobKind.train, f"train:{len(arrays)}", options.train, tuple(piece),
+                                 after_ok=embeds, after_any=before, throttle=min(shares[lane], len(piece)))
+                arrays.append(job)
+                before = (job.name,)
         jobs += arrays
         jobs.append(PlannedJob(JobKind.collect, "collect", options.collect, ((),),
                                after_any=tuple(job.name for job in arrays)))
