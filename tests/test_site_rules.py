@@ -121,6 +121,7 @@ def test_without_accounting_the_sweep_completes_and_the_job_view_stays_right(lab
     wait_until_settled(lab, run_dir, expect={"completed": 6})
     collected = json.loads(cli(lab, "collect", run_dir, "--json").stdout)
     assert "unused_gpu" in {w["kind"] for w in collected["warnings"]}
+    assert "given a GPU by Slurm but trained on the CPU" in " ".join(cli(lab, "collect", run_dir).stdout.split())
 
 
 @pytest.fixture(scope="module")
@@ -145,4 +146,12 @@ def test_a_limit_on_submitted_jobs_is_met_by_packing_runs_into_tasks(qos, small_
     assert out["runs_per_task"] == 3 and any("MaxSubmitJobsPerUser" in note for note in out["notes"])
     assert sum(len(job["tasks"]) for job in out["jobs"]) == 5  # 2 embedding jobs, 2 tasks of 3 runs, collect
     wait_until_settled(qos, run_dir, expect={"completed": 6})
+    deadline = time.monotonic() + 120
+    while True:  # the collect job runs after the array; accounting lists it a few seconds late
+        view = {job["name"]: job["counts"] for job in json.loads(cli(qos, "status", run_dir, "--json").stdout)["jobs"]}
+        if view.get("collect") == {"completed": 1} or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert view == {"embed:high_medium": {"completed": 1}, "embed:test": {"completed": 1},
+                    "train:0": {"completed": 2}, "collect": {"completed": 1}}
 

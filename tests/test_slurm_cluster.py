@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from site_cluster import parse_env_file
 
 pytestmark = pytest.mark.slurm
 
@@ -34,21 +35,6 @@ TERMINAL_STATES = (
     "PREEMPTED",
     "TIMEOUT",
 )
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    """Read the `export KEY=VALUE` lines of an env file (no shell involved)."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line.startswith("export "):
-            continue
-        key, sep, value = line[len("export ") :].strip().partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"{path}: cannot parse line {raw!r}")
-        words = shlex.split(value)
-        values[key] = words[0] if words else ""
-    return values
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from hpc_radr.cli.output import console, emit_json, user_errors
+
+# Warnings about how the sweep ran, not what its numbers mean: printed in full, not only counted.
+LOUD = ("unused_gpu",)
 
 
 def show_answer(content: dict) -> None:
@@ -21,6 +25,9 @@ def show_answer(content: dict) -> None:
     if content["warnings"]:
         kinds = sorted({w["kind"] for w in content["warnings"]})
         console.print(f"[yellow]{len(content['warnings'])} warning(s)[/] in the report: {', '.join(kinds)}")
+    for warning in content["warnings"]:
+        if warning["kind"] in LOUD:
+            console.print(f"[bold yellow]warning:[/] {escape(warning['message'])}", highlight=False)
     console.print(f"report: {content['html']}", markup=False, highlight=False)
 
 

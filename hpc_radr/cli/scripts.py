@@ -23,12 +23,26 @@ def _umask() -> int:
     return mask
 
 
+def _cluster_limits(qos: str | None) -> tuple[int, int | None]:
+    """(MaxArraySize, jobs the user may still submit) of the cluster here, as `submit` reads them; Slurm's
+    defaults where no cluster answers (scripts are often written elsewhere and copied)."""
+    from hpc_radr.executors.sbatch_scripts import DEFAULT_MAX_ARRAY
+    from hpc_radr.executors.slurm_site import SiteUnreadable, query
+
+    try:
+        site = query(qos)
+    except SiteUnreadable:
+        return DEFAULT_MAX_ARRAY, None
+    return site.max_array_size, site.submit_limit
+
+
 @d.with_slurm_options()
 def scripts(
     run_dir: Path | None = typer.Argument(None, help="Run directory made by `hpc-radr submit` [default: runs/latest]."),
     out: Path = typer.Option(..., "--out", help="Folder to write the scripts into (created if missing)."),
-    max_array: int = typer.Option(1001, "--max-array", min=1,
-                                  help="The cluster's MaxArraySize: larger sweeps are split into several arrays."),
+    max_array: int | None = typer.Option(
+        None, "--max-array", min=1, help="The cluster's MaxArraySize: larger sweeps are split into several arrays "
+        "[default: read with scontrol where it answers, else Slurm's default 1001]."),
     as_json: d.AsJson = False,
     *,
     slurm: SlurmOptions,
@@ -44,7 +58,9 @@ def scripts(
 
     with user_errors((TemplateError,)):
         manifest = load(resolve_run_dir(run_dir))
-        rendered = render_scripts(manifest, slurm, max_array=max_array)
+        cluster_max_array, submit_limit = _cluster_limits(slurm.qos)
+        rendered = render_scripts(manifest, slurm, max_array=max_array or cluster_max_array,
+                                  submit_limit=submit_limit)
     out = out.resolve()
     mask = _umask()
     written = []
