@@ -8,7 +8,6 @@ import typer
 
 from hpc_radr.cli import collect, dispatch
 from hpc_radr.cli.output import console, user_errors
-from hpc_radr.cli.plan import DEFAULT_SWEEP
 
 DEMO_EPOCHS = 20  # the demo profile: 108 configurations in minutes on 2 cores
 
@@ -25,10 +24,11 @@ def demo(
     if not (data / "README.txt").exists():
         console.print(f"generating synthetic demo data in {data}")
         generate(data)
+    from hpc_radr.bundled import default_sweep
     from hpc_radr.submission import prepare
 
     with user_errors():
-        manifest = prepare(DEFAULT_SWEEP, run_dir, data, None, dedupe=True,
+        manifest = prepare(default_sweep(), run_dir, data, None, dedupe=True,
                            overrides={"epochs": epochs})
     try:
         dispatch.run(manifest, dispatch.ExecutorName.local, workers, False, False, False, None)

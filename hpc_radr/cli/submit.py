@@ -9,7 +9,7 @@ import typer
 
 from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import user_errors
-from hpc_radr.cli.plan import DEFAULT_SWEEP
+from hpc_radr.cli.plan import SWEEP_HELP, resolve_sweep
 
 if TYPE_CHECKING:
     from hpc_radr.job_plan import SlurmOptions
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @d.with_slurm_options()
 def submit(
-    sweep: Path = typer.Argument(DEFAULT_SWEEP, help="Sweep file (TOML)."),
+    sweep: Path | None = typer.Argument(None, help=SWEEP_HELP, show_default=False),
     data: Path | None = typer.Option(None, "--data", help="Source data folder (overrides [data].source)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory [default: runs/<sweep name>]."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the sweep's training epochs."),
@@ -42,7 +42,7 @@ def submit(
 
     chosen = d.choose(executor, slurm.train.partition)
     with user_errors((SlurmError, ExecutorError)):
-        manifest = prepare(sweep, run_dir, data, model, dedupe=not literal,
+        manifest = prepare(resolve_sweep(sweep), run_dir, data, model, dedupe=not literal,
                            overrides={"epochs": epochs} if epochs else {}, write=False)
         d.run(manifest, chosen, workers, force, dry_run, as_json, slurm)
 

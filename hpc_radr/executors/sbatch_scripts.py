@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-import hpc_radr
+from hpc_radr.bundled import template
 from hpc_radr.job_plan import (
     JobKind,
     JobPlan,
@@ -37,7 +37,6 @@ from hpc_radr.sweep import slug
 
 DEFAULT_MAX_ARRAY = 1001  # Slurm's default MaxArraySize
 SUBMIT_ALL = "submit-all.sh"
-TEMPLATES = ("embed.sbatch", "train_array.sbatch", "collect.sbatch")
 _FLAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 
 
@@ -50,18 +49,13 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "hpc_radr"]
 
 
-def templates_dir() -> Path:
-    return Path(hpc_radr.__file__).resolve().parents[1] / "sbatch_templates"
-
-
 def load_template(name: str) -> Template:
-    path = templates_dir() / name
+    path = template(name)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TemplateError(f"sbatch template {path} is missing: hpc-radr must run from its source checkout "
-                            f"(an editable install), which holds sbatch_templates/{{{','.join(TEMPLATES)}}}"
-                            ) from None
+        raise TemplateError(f"sbatch template {path} is missing: this installation of hpc-radr is incomplete; "
+                            "reinstall it (the package ships sbatch_templates/)") from None
     return Template("".join(line for line in text.splitlines(keepends=True) if not line.startswith("##")))
 
 
@@ -69,7 +63,7 @@ def _fill(name: str, **values: str) -> str:
     try:
         return load_template(name).substitute(**values)
     except (KeyError, ValueError) as err:
-        raise TemplateError(f"sbatch template {templates_dir() / name} is broken: bad placeholder {err}") from None
+        raise TemplateError(f"sbatch template {template(name)} is broken: bad placeholder {err}") from None
 
 
 def shell(what: str, value: object) -> str:
