@@ -23,7 +23,8 @@ def main() -> None:
     timed("import_cli", lambda: __import__("hpc_radr.cli"))
     timed("import_collect", lambda: __import__("hpc_radr.collect"))
     from hpc_radr.collect import collect, merge
-    from hpc_radr.manifest import RunDir, load
+    from hpc_radr.manifest import load
+    from hpc_radr.run_dir import RunDir
 
     timed("merge_only", lambda: merge(load(RunDir(run_dir))))
     found = timed("collect_merge_and_write", lambda: collect(run_dir))

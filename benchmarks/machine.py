@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from hpc_radr import package_versions
 
 PACKAGES = ("hpc-radr", "birdnet-analyzer", "tensorflow", "keras", "numpy", "pandas", "pyarrow", "matplotlib",
             "scipy", "submitit", "typer", "rich", "pydantic", "librosa")
@@ -39,12 +40,7 @@ def _git(*args: str) -> str:
 
 
 def describe(command: list[str]) -> dict:
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+    versions = package_versions(PACKAGES)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(command),

@@ -169,7 +169,8 @@ def section_overhead(ctx: dict, sweep: dict | None) -> dict:
     run_dir = ctx["work"] / "project"
     if not (run_dir / "manifest.json").exists():
         raise RuntimeError("the overhead section needs the sweep section's run directory")
-    from hpc_radr.manifest import RunDir, load
+    from hpc_radr.manifest import load
+    from hpc_radr.run_dir import RunDir
 
     manifest = load(RunDir(run_dir))
     n = ctx["overhead_runs"]
@@ -331,7 +332,7 @@ def section_memory(ctx: dict) -> dict:
     fresh = ctx["work"] / "memory-embed"
     manifest = prepare(SWEEP, fresh, ctx["data"], None, dedupe=True, overrides={"epochs": ctx["epochs"]},
                        write=True)
-    unit = max(manifest.units, key=lambda u: len(manifest.units[u]["positives"]) + len(manifest.units[u]["negatives"]))
+    unit = max(manifest.units, key=lambda u: len(manifest.units[u].positives) + len(manifest.units[u].negatives))
     for cpus in (2, 4):
         for path in manifest.run_dir.cache.glob("*"):
             path.unlink()
@@ -359,8 +360,8 @@ def large_training_run(folder: Path, data: Path) -> tuple[Path, int]:
     for unit, n in (("high_medium_low", LARGE_SAMPLES), ("test", 2_000)):
         y = (rng.random((n, 1)) < 0.1).astype("float32")
         x = (rng.standard_normal((n, 1024)) + y).astype("float32")
-        embedding_cache.save(manifest.run_dir.cache_file(manifest.units[unit]["key"]),
-                             embedding_cache.Embeddings(x, y, ["RADR"]), manifest.units[unit]["key"])
+        embedding_cache.save(manifest.run_dir.cache_file(manifest.units[unit].key),
+                             embedding_cache.Embeddings(x, y, ["RADR"]), manifest.units[unit].key)
     position = next(k for k, c in enumerate(manifest.runs) if c.dataset == "high_medium_low"
                     and c.upsampling_mode == "linear" and c.upsampling_ratio == 1.0 and not c.focal_loss)
     return folder, position

@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 
 from hpc_radr.demo_data import DemoSize, generate
+from hpc_radr.results import write_failure
+from hpc_radr.submission_log import record_submission
 
 TINY = DemoSize(per_tier=2, negatives=4, test_per_tier=2, test_negatives=4)
 RUNS_PER_SEED = 28  # 2 datasets x (1 shared ratio-0.0 run + 2 ratios x 3 modes) x 2 focal settings
@@ -87,20 +89,14 @@ def status_run(work: Path, template: dict, runs: int = 1000, throttle: int = 32)
     run_ids = [c.run_id for c in manifest.runs]
     states = _task_states(len(run_ids))
     _write_results(manifest, template, {run_ids[k] for k, s in states.items() if s == "COMPLETED"})
-    failures = manifest.run_dir.path / "failures"
-    failures.mkdir(exist_ok=True)
     for k, state in states.items():
         if state == "FAILED" and k % 2 == 0:  # half of the failed tasks got to write their failure record
-            (failures / f"{run_ids[k]}.json").write_text(json.dumps({
-                "run_id": run_ids[k], "error": "RuntimeError: out of disk",
-                "log": str(manifest.run_dir.log(run_ids[k]))}))
-    entries = [
-        {"submitted_at": "2026-01-01T00:00:00+00:00", "kind": "embed", "name": "embed:high_medium_low",
-         "job_id": EMBED_JOB, "array": False, "tasks": [["high_medium_low"]]},
-        {"submitted_at": "2026-01-01T00:00:01+00:00", "kind": "train", "name": "train:0", "job_id": TRAIN_JOB,
-         "array": True, "tasks": [[r] for r in run_ids]},
-    ]
-    (manifest.run_dir.path / "submissions.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+            write_failure(manifest.run_dir, run_ids[k], {"error": "RuntimeError: out of disk",
+                                                         "log": str(manifest.run_dir.log(run_ids[k]))})
+    record_submission(manifest.run_dir, {"kind": "embed", "name": "embed:high_medium_low", "job_id": EMBED_JOB,
+                                         "array": False, "tasks": [["high_medium_low"]]})
+    record_submission(manifest.run_dir, {"kind": "train", "name": "train:0", "job_id": TRAIN_JOB, "array": True,
+                                         "tasks": [[r] for r in run_ids]})
 
     pending = [k for k, s in states.items() if s == "PENDING"]
     sacct = [f"{EMBED_JOB}|COMPLETED"]

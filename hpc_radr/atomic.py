@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -40,6 +41,21 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def _about(err: OSError, path: Path) -> OSError:
     return err if err.errno is None else OSError(err.errno, err.strerror, str(path))
+
+
+def plain(value: object, nan_as_null: bool = False) -> object:
+    """``value`` with numpy scalars and arrays made plain Python (they break json.dumps), and dict keys JSON
+    cannot write made strings; with ``nan_as_null``, NaN (an undefined interval, a missing mean) becomes None."""
+    if isinstance(value, dict):
+        return {key if isinstance(key, str | int | float | bool) or key is None else str(key): plain(item, nan_as_null)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item, nan_as_null) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy here
+        return plain(value.tolist(), nan_as_null)
+    if nan_as_null and isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def write_json(path: Path, data: object) -> None:

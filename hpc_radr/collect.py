@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from hpc_radr.atomic import write_atomic
-from hpc_radr.manifest import Manifest, RunDir, load
-from hpc_radr.results import TEST_METRICS
-from hpc_radr.status import run_states
+from hpc_radr.manifest import Manifest, load
+from hpc_radr.results import TEST_METRICS, run_states
+from hpc_radr.run_dir import RunDir
 
 GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
 SUMMARY_METRICS = ["auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt"]
@@ -63,12 +63,13 @@ def merge(manifest: Manifest) -> tuple[pd.DataFrame, list[str]]:
     def keep(run_id: str, record: dict) -> None:
         metrics[run_id] = _row(record)
 
-    states, problems = run_states(manifest, keep)  # reads every result file once
+    states, problems = run_states(manifest.run_dir, (c.run_id for c in manifest.runs), keep)  # each file once
     rows = []
     for config in manifest.configurations:
-        state, error, _ = states[config.run_id]
+        outcome = states[config.run_id]
         # vars(): the same plain fields as config.as_dict() (dataclasses.asdict), without its deep copy
-        rows.append({**vars(config), "state": state, "error": error, **metrics.get(config.run_id, {})})
+        rows.append({**vars(config), "state": outcome.state.value, "error": outcome.error,
+                     **metrics.get(config.run_id, {})})
     return pd.DataFrame(rows), problems
 
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpc_radr.errors import HpcRadrError
 from hpc_radr.sweep import Sweep, slug
 
 # BirdNET-Analyzer 2.4's accepted extensions (config.ALLOWED_FILETYPES).
@@ -27,7 +28,7 @@ _SNDFILE_EXTENSIONS = frozenset({"wav", "flac", "ogg", "aiff", "aif"})
 TEST_UNIT = "test"
 
 
-class DataError(ValueError):
+class DataError(HpcRadrError, ValueError):
     """The source data cannot be used; the message lists every problem found."""
 
 
@@ -49,19 +50,11 @@ class EmbeddingUnit:
                 digest.update(f"\0{label}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
-    @property
-    def key(self) -> str:
-        """Cache file stem: names the unit and what it was built from."""
-        return f"{slug(self.name)}-{self.fingerprint[:16]}"
-
-
 @dataclass(frozen=True)
 class Inventory:
     """The checked source data."""
 
     root: Path
-    positive_class: str
-    negative_class: str
     tiers: dict[str, tuple[Path, ...]]
     negatives: tuple[Path, ...]
     test_positives: tuple[Path, ...]
@@ -132,7 +125,7 @@ def inspect(root: Path, sweep: Sweep) -> Inventory:
     test_negatives = _class_folder(root / "test" / neg, "negative test clips", problems)
     if problems:
         raise DataError(f"{root}: the data cannot be used:\n" + "\n".join(f"  {p}" for p in problems))
-    return Inventory(root, pos, neg, tiers, negatives, test_positives, test_negatives)
+    return Inventory(root, tiers, negatives, test_positives, test_negatives)
 
 
 def materialize(unit: EmbeddingUnit, positive_class: str, negative_class: str, dest: Path) -> Path:

@@ -6,7 +6,6 @@ Writes are atomic and serialized by a lock file, so concurrent jobs never write 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 from collections.abc import Iterator
@@ -16,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpc_radr.atomic import write_atomic
+from hpc_radr.errors import HpcRadrError
+from hpc_radr.locks import locked
 
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are read or written: status and collect never need it
 
 
-class CacheError(ValueError):
+class CacheError(HpcRadrError, ValueError):
     """A cache file that does not belong to the data it is asked for."""
 
 
@@ -91,10 +92,5 @@ def write_stats(path: Path, stats: dict) -> None:
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold the lock that guards building ``path``; a second builder waits, then finds the cache made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locked(path.with_name(path.name + ".lock")):
+        yield

@@ -23,13 +23,15 @@ import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 
+from hpc_radr.errors import HpcRadrError
+
 # Measured peaks (benchmarks/results/latest.md, "Peak memory"): a training task 0.8 GB (1.1 GB with 15,000
 # embeddings), an extraction task with 2 workers about 1.2 GB. 4 GB leaves room for TensorFlow's CUDA libraries
 # on GPU nodes, which the CPU-only measurement does not include. Every default fits a node of 2 CPUs and 8 GB.
 DEFAULT_MEM_GB = 4.0
 
 
-class PlanError(ValueError):
+class PlanError(HpcRadrError, ValueError):
     """Options that cannot make a valid chain of jobs (a value that breaks a job script, a limit not met)."""
 
 

@@ -7,12 +7,31 @@ anything else is reported as skipped with the reason, never counted.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from hpc_radr.atomic import write_json
-from hpc_radr.manifest import RunDir
+from hpc_radr.run_dir import RunDir
 
 RESULT_SCHEMA = 1
+
+
+class State(StrEnum):
+    """The one set of states of a run (and of a Slurm task), in the order counts are shown."""
+
+    completed = "completed"
+    running = "running"
+    pending = "pending"
+    failed = "failed"
+    cancelled = "cancelled"
+    timeout = "timeout"
+    out_of_memory = "out_of_memory"
+    missing = "missing"
+    unknown = "unknown"  # a Slurm task that neither Slurm nor its files can place yet
+
+
+ACTIVE = (State.pending, State.running)
 TEST_METRICS = ("auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt",
                 "threshold_opt", "tp", "fp", "tn", "fn")
 
@@ -76,3 +95,37 @@ def unused_gpu_warning(run_ids: list[str]) -> str:
     return (f"{len(run_ids)} run(s) were given a GPU by Slurm but trained on the CPU (TensorFlow saw no GPU): "
             f"{shown}. Install the GPU libraries on the nodes (pip install -e '.[gpu]') or load their modules "
             "with --setup, or submit with --gpus-per-task 0 so no GPU is held unused")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run's own files say: completed, failed (with its last error line and log), or missing."""
+
+    state: State
+    error: str | None = None
+    log: str | None = None
+
+
+def run_states(run_dir: RunDir, run_ids: Iterable[str], on_result: Callable[[str, dict], None] | None = None,
+               ) -> tuple[dict[str, RunOutcome], list[str]]:
+    """run_id -> its outcome from the result and failure files, and the result files that had to be skipped.
+    ``on_result(run_id, record)`` (if given) sees every valid result as it is read, so callers need not read
+    the files again (and need not keep whole records alive)."""
+    states: dict[str, RunOutcome] = {}
+    problems = []
+    for run_id in run_ids:
+        found = read_result(run_dir, run_id)
+        if found.record is not None:
+            states[run_id] = RunOutcome(State.completed)
+            if on_result is not None:
+                on_result(run_id, found.record)
+            continue
+        if found.problem:
+            problems.append(found.problem)
+        failure = read_failure(run_dir, run_id)
+        if failure:
+            error = (failure.get("error") or "").strip().splitlines()
+            states[run_id] = RunOutcome(State.failed, error[-1] if error else None, failure.get("log"))
+        else:
+            states[run_id] = RunOutcome(State.missing)
+    return states, problems

@@ -1,11 +1,12 @@
 """The task runner: what every executor runs on a worker, in-process (submitit) or via `hpc-radr run-task`.
 
-Two kinds of task: ``embed`` builds the embedding cache of some units; ``train`` runs some training runs,
-one after another in this process (TensorFlow is imported once per process, results are identical to
-one process per run because every run clears Keras' session and reseeds). A run whose valid result
-exists is skipped unless forced. A failing run leaves a failure record and does not stop the others;
-the task then raises at the end so schedulers mark it failed. A full disk or read-only folder is the
-exception: it stops the task at once (``StorageFailed``), since every later run would fail the same way.
+Two kinds of task: ``embed`` builds the embedding cache of some units; ``train_runs`` trains some runs, one
+after another in this process (TensorFlow is imported once per process, results are identical to one process
+per run because every run clears Keras' session and reseeds). A run whose valid result exists is skipped
+unless forced. A failing run leaves a failure record and does not stop the others. A full disk or read-only
+folder is the exception: it stops the task at once, since every later run would fail the same way.
+``train_runs`` returns what happened (``TaskReport``, with the reason it stopped); ``train`` raises when a run
+failed (``TaskFailed``, ``StorageFailed``), which is what schedulers need to mark the task failed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import os
 import platform
 import resource
 import socket
-import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,15 +28,17 @@ import submitit
 
 from hpc_radr import embedding_cache
 from hpc_radr.datasets import TEST_UNIT, EmbeddingUnit, materialize
-from hpc_radr.manifest import Manifest, RunDir, load
+from hpc_radr.errors import HpcRadrError
+from hpc_radr.manifest import Manifest, load
 from hpc_radr.results import has_result, write_failure, write_result
+from hpc_radr.run_dir import RunDir
 from hpc_radr.storage import FULL, describe, storage_error
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
                    "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
 
 
-class TaskFailed(RuntimeError):
+class TaskFailed(HpcRadrError, RuntimeError):
     """Some runs of a task failed; their failure records hold the details."""
 
 
@@ -54,6 +57,7 @@ class TaskReport:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the task stopped before its other runs (a full disk, a read-only folder)
 
 
 def worker_cpus() -> int:
@@ -66,23 +70,23 @@ def worker_cpus() -> int:
 
 def _unit(manifest: Manifest, name: str) -> EmbeddingUnit:
     spec = manifest.units[name]
-    return EmbeddingUnit(name, tuple(Path(p) for p in spec["positives"]), tuple(Path(p) for p in spec["negatives"]))
+    return EmbeddingUnit(name, tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
 
 
 def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None) -> embedding_cache.Embeddings:
     """Load the unit's cache, building it first if missing; the data must still match the manifest."""
     run_dir = manifest.run_dir
     spec = manifest.units[name]
-    path = run_dir.cache_file(spec["key"])
+    path = run_dir.cache_file(spec.key)
     with embedding_cache.exclusive(path):
         if path.exists():
-            return embedding_cache.load(path, spec["key"])
+            return embedding_cache.load(path, spec.key)
         unit = _unit(manifest, name)
         try:
             fingerprint = unit.fingerprint
         except FileNotFoundError as err:
             raise embedding_cache.CacheError(f"{err.filename}: data file gone since submit") from None
-        if fingerprint != spec["data_fingerprint"]:
+        if fingerprint != spec.data_fingerprint:
             raise embedding_cache.CacheError(
                 f"the data of '{name}' changed since submit (files added, removed or rewritten); "
                 "submit again into a new run directory to use the new data")
@@ -102,7 +106,7 @@ def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None)
         embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap, workers, files,
                              data.positive_class)
         extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        embedding_cache.save(path, embeddings, spec["key"])
+        embedding_cache.save(path, embeddings, spec.key)
         embedding_cache.write_stats(path, {
             "unit": name, "files": files, "clips": int(len(embeddings.x)), "workers": workers,
             "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
@@ -134,9 +138,66 @@ def _environment() -> dict:
     }
 
 
-def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None,
-          finished: list[str] | None = None, claims: Path | None = None) -> TaskReport:
-    """Train ``run_ids`` one after another in this process; ``finished`` collects each run as it ends.
+@dataclass(frozen=True)
+class _Session:
+    """What every run of one training process shares: imported once, recorded in every result."""
+
+    import_s: float
+    versions: dict[str, str]
+
+
+def _start_training(manifest: Manifest, threads: int | None) -> _Session:
+    """Import TensorFlow and BirdNET, set their threads and model paths, and exempt the objects they create
+    from garbage collection: Keras' clear_session() at the start of every run would otherwise collect over
+    TensorFlow's ~400,000 objects, 0.25 s per run, and they live as long as the process."""
+    started = time.perf_counter()
+    from hpc_radr.birdnet import runtime
+
+    runtime.limit_threads(threads)
+    runtime.import_birdnet()  # before TensorFlow initialises its devices: they must include Slurm's GPUs
+    import_s = time.perf_counter() - started
+    settings = manifest.sweep.training
+    runtime.configure(manifest.model, settings.crop_mode, settings.overlap, threads or worker_cpus())
+    gc.collect()
+    gc.freeze()
+    return _Session(import_s, runtime.versions())
+
+
+def _train_one(manifest: Manifest, session: _Session, run_id: str) -> None:
+    """One run: its embeddings, BirdNET's training and evaluation, its model and its whole result file."""
+    from hpc_radr.birdnet import runtime, training
+
+    run_dir, config, settings = manifest.run_dir, manifest.run(run_id), manifest.sweep.training
+    log = run_dir.log(run_id)
+    begun = datetime.now(UTC).isoformat(timespec="seconds")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        load_started, cpu_started = time.perf_counter(), time.process_time()
+        train_set = ensure_embeddings(manifest, config.dataset)
+        test_set = ensure_embeddings(manifest, TEST_UNIT)
+        load_s = time.perf_counter() - load_started
+        outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
+    outcome["timings"].update(cache_load_s=load_s, process_import_s=session.import_s,
+                              run_cpu_s=time.process_time() - cpu_started)
+    write_result(run_dir, run_id, {
+        "configuration": config.as_dict(),
+        "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],
+        "training": settings.model_dump(),
+        "evaluation_protocol": settings.evaluation,
+        **outcome,
+        "model_file": str(run_dir.model(run_id)),
+        "versions": session.versions,
+        "environment": _environment(),
+        "gpus": runtime.gpus_seen(),
+        "started_at": begun,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+
+
+def train_runs(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None, *,
+               on_trained: Callable[[str], None] | None = None, claims: Path | None = None) -> TaskReport:
+    """Train ``run_ids`` one after another in this process and say what happened; ``on_trained(run_id)`` is
+    told of each run as its result is written.
 
     ``claims``: a folder shared by the workers of one local submission, which all get the same runs; each run
     is trained by the worker that claims it first, so a worker that is ahead takes the next run (no worker
@@ -150,72 +211,38 @@ def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int |
         (report.skipped if has_result(run_dir, run_id) and not force else todo).append(run_id)
     if not todo:
         return report
-
-    started = time.perf_counter()
-    from hpc_radr.birdnet import runtime, training
-
-    runtime.limit_threads(threads)
-    runtime.import_birdnet()  # before TensorFlow initialises its devices: they must include Slurm's GPUs
-    import_s = time.perf_counter() - started
-    settings = manifest.sweep.training
-    runtime.configure(manifest.model, settings.crop_mode, settings.overlap, threads or worker_cpus())
-    versions = runtime.versions()
-
-    frozen = False
+    session = _start_training(manifest, threads)
     try:
         for position, run_id in enumerate(todo):
             if claims is not None and not _claim(claims, run_id):
                 continue
-            if not frozen and "tensorflow" in sys.modules:
-                # Keras' clear_session() at the start of every run collects garbage over TensorFlow's ~400,000
-                # objects: 0.25 s per run. They live as long as the process, so exempt them from collection.
-                if report.trained or report.failed:
-                    gc.collect()  # the previous run's garbage is not frozen with them
-                gc.freeze()
-                frozen = True
-            config = manifest.run(run_id)
-            log = run_dir.log(run_id)
-            begun = datetime.now(UTC).isoformat(timespec="seconds")
             try:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                    load_started, cpu_started = time.perf_counter(), time.process_time()
-                    train_set = ensure_embeddings(manifest, config.dataset)
-                    test_set = ensure_embeddings(manifest, TEST_UNIT)
-                    load_s = time.perf_counter() - load_started
-                    outcome = training.train_and_evaluate(config, settings, train_set, test_set,
-                                                          run_dir.model(run_id))
-                outcome["timings"].update(cache_load_s=load_s, process_import_s=import_s,
-                                          run_cpu_s=time.process_time() - cpu_started)
-                write_result(run_dir, run_id, {
-                    "configuration": config.as_dict(),
-                    "shared_by": [c.index for c in manifest.configurations if c.run_id == run_id],
-                    "training": settings.model_dump(),
-                    "evaluation_protocol": settings.evaluation,
-                    **outcome,
-                    "model_file": str(run_dir.model(run_id)),
-                    "versions": versions,
-                    "environment": _environment(),
-                    "gpus": runtime.gpus_seen(),
-                    "started_at": begun,
-                    "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                })
-                report.trained.append(run_id)
-                if finished is not None:
-                    finished.append(run_id)
+                _train_one(manifest, session, run_id)
             except Exception as err:
                 report.failed.append(run_id)
-                unrecorded = _record_failure(run_dir, run_id, err, log)
+                unrecorded = _record_failure(run_dir, run_id, err, run_dir.log(run_id))
                 fault = storage_error(err) or unrecorded  # any fault of the failure record: storage is broken
                 if fault is not None:
-                    raise StorageFailed(_storage_message(run_dir, run_id, err, fault, unrecorded,
-                                                         todo[position + 1:])) from err
+                    report.stopped = _storage_message(run_dir, run_id, err, fault, unrecorded, todo[position + 1:])
+                    return report
+                continue
+            report.trained.append(run_id)
+            if on_trained is not None:
+                on_trained(run_id)
     finally:
-        if frozen:
-            gc.unfreeze()
+        gc.unfreeze()
+    return report
+
+
+def train(run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None,
+          on_trained: Callable[[str], None] | None = None) -> TaskReport:
+    """``train_runs``, raising when a run failed so that the scheduler marks the task failed."""
+    report = train_runs(run_dir, run_ids, force, threads, on_trained=on_trained)
+    if report.stopped:
+        raise StorageFailed(report.stopped)
     if report.failed:
         raise TaskFailed(f"{len(report.failed)} of {len(run_ids)} runs failed: {', '.join(report.failed)}; "
-                         f"see {run_dir.path / 'failures'}")
+                         f"see {Path(run_dir) / 'failures'}")
     return report
 
 
@@ -272,7 +299,7 @@ class TrainTask(submitit.helpers.Checkpointable):
         self.finished: list[str] = []
 
     def __call__(self, run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None):
-        return train(run_dir, [r for r in run_ids if r not in self.finished], force, threads, self.finished)
+        return train(run_dir, [r for r in run_ids if r not in self.finished], force, threads, self.finished.append)
 
     def checkpoint(self, run_dir: Path, run_ids: list[str], force: bool = False, threads: int | None = None):
         return submitit.helpers.DelayedSubmission(self, run_dir, run_ids, force, threads)

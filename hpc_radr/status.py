@@ -1,8 +1,10 @@
-"""The state of every configuration of a run directory, from its result and failure records.
+"""The state of every configuration of a run directory: its run's result and failure records, with Slurm's
+view of the task that last ran it layered on top.
 
 A configuration is ``completed`` when its run has a valid result, ``failed`` when the last attempt left a
-failure record, else ``missing``. Scheduler states (pending, running, cancelled, timeout, out of memory)
-are layered on top by the executor that knows them.
+failure record, else ``missing``; a submitted run may instead be pending, running, cancelled, timed out or out
+of memory, as Slurm (``query``, injected so it can be replaced) or, without accounting, the task's own files
+say.
 """
 
 from __future__ import annotations
@@ -13,27 +15,36 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hpc_radr.executors import job_files, slurm_state
-from hpc_radr.manifest import Manifest, RunDir, load
-from hpc_radr.results import read_failure, read_result, unused_gpu, unused_gpu_warning
-from hpc_radr.submission import read_submissions
+from hpc_radr.manifest import Manifest, load
+from hpc_radr.results import ACTIVE, State, run_states, unused_gpu, unused_gpu_warning
+from hpc_radr.run_dir import RunDir
+from hpc_radr.submission_log import read_submissions
+from hpc_radr.sweep import Configuration
 
-STATES = ("completed", "running", "pending", "failed", "cancelled", "timeout", "out_of_memory", "missing")
+Query = Callable[[list[str]], slurm_state.SchedulerView]
 
 
 @dataclass
 class ConfigurationStatus:
-    index: int
-    dataset: str
-    upsampling_mode: str
-    upsampling_ratio: float
-    focal_loss: bool
-    seed: int
-    run_id: str
-    state: str
+    configuration: Configuration
+    state: State
     error: str | None = None
     log: str | None = None
     scheduler_state: str | None = None
     job_id: str | None = None
+
+    @property
+    def index(self) -> int:
+        return self.configuration.index
+
+    @property
+    def run_id(self) -> str:
+        return self.configuration.run_id
+
+    def as_dict(self) -> dict:
+        """The configuration's fields, then its state: one flat record per configuration (``status --json``)."""
+        return {**self.configuration.as_dict(), "state": self.state.value, "error": self.error, "log": self.log,
+                "scheduler_state": self.scheduler_state, "job_id": self.job_id}
 
 
 @dataclass
@@ -45,7 +56,7 @@ class JobStatus:
     name: str
     job_id: str
     tasks: int
-    counts: dict[str, int]
+    counts: dict[State, int]
     waiting_for: list[str]  # Slurm's reasons for pending tasks: Dependency, JobArrayTaskLimit, Resources, ...
 
 
@@ -62,38 +73,12 @@ class StatusReport:
     @property
     def counts(self) -> dict[str, int]:
         found = Counter(c.state for c in self.configurations)
-        return {state: found[state] for state in STATES if found[state]}
+        return {state.value: found[state] for state in State if found[state]}
 
     def as_dict(self) -> dict:
         return {"run_dir": self.run_dir, "runs": self.runs, "counts": self.counts, "problems": self.problems,
                 "warnings": self.warnings, "accounting": self.accounting, "jobs": [asdict(j) for j in self.jobs],
-                "configurations": [asdict(c) for c in self.configurations]}
-
-
-def run_states(manifest: Manifest, on_result: Callable[[str, dict], None] | None = None,
-               ) -> tuple[dict[str, tuple[str, str | None, str | None]], list[str]]:
-    """run_id -> (state, last error line, log path), and the result files that had to be skipped.
-    ``on_result(run_id, record)`` (if given) sees every valid result as it is read, so callers need not read
-    the files again (and need not keep whole records alive)."""
-    run_dir = manifest.run_dir
-    states: dict[str, tuple[str, str | None, str | None]] = {}
-    problems = []
-    for config in manifest.runs:
-        found = read_result(run_dir, config.run_id)
-        if found.record is not None:
-            states[config.run_id] = ("completed", None, None)
-            if on_result is not None:
-                on_result(config.run_id, found.record)
-            continue
-        if found.problem:
-            problems.append(found.problem)
-        failure = read_failure(run_dir, config.run_id)
-        if failure:
-            error = (failure.get("error") or "").strip().splitlines()
-            states[config.run_id] = ("failed", error[-1] if error else None, failure.get("log"))
-        else:
-            states[config.run_id] = ("missing", None, None)
-    return states, problems
+                "configurations": [c.as_dict() for c in self.configurations]}
 
 
 def latest_tasks(entries: list[dict]) -> dict[str, tuple[str, int | None]]:
@@ -120,11 +105,11 @@ def _without_record(run_dir: RunDir, key: Key, live: bool, accounting: bool) -> 
     if accounting:
         return "CANCELLED before it started (no Slurm record of the task)" if live else None
     ended = job_files.ended(job_files.folder(run_dir.submitit, *key))
-    if ended == "missing":
+    if ended is State.missing:
         return "CANCELLED before it started (accounting is off; the task left no files)"
     if ended is None:
         return "FAILED (accounting is off; the task ended without a result or a message from Slurm)"
-    return f"{ended.upper()} (accounting is off; from the task's own files)"
+    return f"{ended.value.upper()} (accounting is off; from the task's own files)"
 
 
 def _job_status(entry: dict, view: slurm_state.SchedulerView, run_dir: RunDir) -> JobStatus:
@@ -134,14 +119,12 @@ def _job_status(entry: dict, view: slurm_state.SchedulerView, run_dir: RunDir) -
     waiting = []
     for key in keys:
         raw = view.states.get(key) or _without_record(run_dir, key, live and entry["array"], view.accounting)
-        if raw is None:
-            counts["unknown"] += 1
-            continue
-        counts[slurm_state.normalize(raw)] += 1
-        if raw.endswith(")") and "(" in raw and slurm_state.normalize(raw) == "pending":
+        state = slurm_state.normalize(raw) if raw is not None else State.unknown
+        counts[state] += 1
+        if raw is not None and state is State.pending and raw.endswith(")") and "(" in raw:
             waiting.append(raw[raw.index("(") + 1:-1])
-    return JobStatus(entry["kind"], entry["name"], entry["job_id"], len(keys), dict(counts),
-                     sorted(set(waiting)))
+    return JobStatus(entry["kind"], entry["name"], entry["job_id"], len(keys),
+                     {state: counts[state] for state in State if counts[state]}, sorted(set(waiting)))
 
 
 def _slurm_log(run_dir: RunDir, job: Key) -> str | None:
@@ -151,9 +134,9 @@ def _slurm_log(run_dir: RunDir, job: Key) -> str | None:
     return str(path) if path.exists() else None
 
 
-def status(run_dir: Path, manifest: Manifest | None = None) -> StatusReport:
-    """Per-configuration states from the result files, and from Slurm for submitted runs (one squeue and one
-    sacct call; without accounting, the tasks' own files). ``manifest``: when the caller holds it already."""
+def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm_state.query) -> StatusReport:
+    """Per-configuration states from the result files, and from Slurm for submitted runs (one ``query`` for
+    all jobs; without accounting, the tasks' own files). ``manifest``: when the caller holds it already."""
     manifest = manifest or load(RunDir(Path(run_dir)))
     on_cpu: list[str] = []
 
@@ -161,13 +144,13 @@ def status(run_dir: Path, manifest: Manifest | None = None) -> StatusReport:
         if unused_gpu(record):
             on_cpu.append(run_id)
 
-    states, problems = run_states(manifest, seen_result)
+    states, problems = run_states(manifest.run_dir, (c.run_id for c in manifest.runs), seen_result)
     entries = read_submissions(manifest.run_dir)
     tasks = latest_tasks(entries)
     view: slurm_state.SchedulerView | None = None
     if entries:
         try:
-            view = slurm_state.query([entry["job_id"] for entry in entries])
+            view = query([entry["job_id"] for entry in entries])
         except slurm_state.SchedulerUnavailable as err:
             problems.append(f"Slurm states unknown: {err}")
     seen = {job for job, _ in view.states} if view else set()
@@ -180,26 +163,27 @@ def status(run_dir: Path, manifest: Manifest | None = None) -> StatusReport:
 
     for entry in (entry for entry in entries if entry["kind"] == "embed"):
         raw = raw_state((entry["job_id"], None), False)
-        if raw and slurm_state.normalize(raw) not in ("pending", "running", "completed"):
+        if raw and slurm_state.normalize(raw) not in (*ACTIVE, State.completed):
             problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
                             f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
     rows = []
     for config in manifest.configurations:
-        state, error, log = states[config.run_id]
+        outcome = states[config.run_id]
+        state, error, log = outcome.state, outcome.error, outcome.log
         job = tasks.get(config.run_id)
         raw = raw_state(job, job[1] is not None) if job else None
-        if job and raw is None and state != "completed" and view is not None:
+        if job and raw is None and state is not State.completed and view is not None:
             error = error or "no Slurm record yet (accounting lists ended jobs a few seconds late)"
-        if raw and state != "completed":
+        if raw and state is not State.completed:
             slurm = slurm_state.normalize(raw)
-            if slurm == "completed":
-                state, error = "failed", error or "the task ended without writing a result"
+            if slurm is State.completed:
+                state, error = State.failed, error or "the task ended without writing a result"
             else:
                 state = slurm
-            if state not in ("pending", "running"):
+            if state not in ACTIVE:
                 log = log or _slurm_log(manifest.run_dir, job)
-        rows.append(ConfigurationStatus(**config.as_dict(), state=state, error=error, log=log, scheduler_state=raw,
-                                        job_id=(job[0] if job[1] is None else f"{job[0]}_{job[1]}") if job else None))
+        rows.append(ConfigurationStatus(config, state, error, log, raw,
+                                        (job[0] if job[1] is None else f"{job[0]}_{job[1]}") if job else None))
     jobs = [_job_status(entry, view, manifest.run_dir) for entry in entries] if view else []
     warnings = [unused_gpu_warning(on_cpu)] if on_cpu else []
     return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems, jobs, warnings,

@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from hpc_radr.errors import HpcRadrError
+
 # errno -> what it means for the user; these are the faults of the place being written, not of the program.
 STORAGE_ERRNOS = {
     errno.ENOSPC: "disk or quota full",
@@ -26,7 +28,7 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 PROBE_BYTES = 64 * 1024
 
 
-class NotWritable(Exception):
+class NotWritable(HpcRadrError):
     """A folder a submission would write into cannot be written; raised before anything is written."""
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from hpc_radr import manifest as manifests
 from hpc_radr.datasets import TEST_UNIT
-from hpc_radr.manifest import Manifest, RunDir
+from hpc_radr.latest import DEFAULT_RUNS_ROOT
+from hpc_radr.locks import locked
+from hpc_radr.manifest import Manifest, freeze
+from hpc_radr.planning import existing, plan_manifest
 from hpc_radr.results import has_result
+from hpc_radr.run_dir import RunDir, RunDirError
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,11 @@ def prepare(sweep: Path, run_dir: Path | None, data: Path | None, model: Path | 
     """Validate the sweep, data and model against the run directory, and with ``write`` freeze the manifest.
 
     Without ``write`` nothing is written: callers freeze (``manifest.freeze``) once nothing can fail any more."""
-    raw, parsed = manifests.plan_manifest(sweep, data, model, dedupe, overrides)
-    target = RunDir(run_dir or manifests.DEFAULT_RUNS_ROOT / parsed.name)
-    found = manifests.existing(target, raw)
-    planned = found or Manifest(raw, target)
-    return manifests.freeze(planned) if write else planned
+    record, parsed = plan_manifest(sweep, data, model, dedupe, overrides)
+    target = RunDir(run_dir or DEFAULT_RUNS_ROOT / parsed.name)
+    found = existing(target, record)
+    planned = found or Manifest(record, target)
+    return freeze(planned) if write else planned
 
 
 def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = frozenset()) -> Work:
@@ -49,59 +48,29 @@ def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = froze
         (done if has_result(run_dir, config.run_id) and not force else pending).append(config.run_id)
     needed = {manifest.run(r).dataset for r in pending} | ({TEST_UNIT} if pending else set())
     missing_units = [name for name, spec in manifest.units.items()
-                     if name in needed and not run_dir.cache_file(spec["key"]).exists()]
+                     if name in needed and not run_dir.cache_file(spec.key).exists()]
     return Work(manifest, missing_units, pending, done)
-
-
-SUBMISSIONS = "submissions.jsonl"
-
-
-def record_submission(run_dir: RunDir, entry: dict) -> None:
-    """Append one submitted job to the run directory's log of submissions (one JSON line, fsynced)."""
-    line = json.dumps({"submitted_at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}) + "\n"
-    with open(run_dir.path / SUBMISSIONS, "a") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def read_submissions(run_dir: RunDir) -> list[dict]:
-    """Every job submitted into this run directory, oldest first (a torn last line is ignored)."""
-    path = run_dir.path / SUBMISSIONS
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return entries
 
 
 @contextmanager
 def submission_lock(run_dir: RunDir) -> Iterator[None]:
     """One submission at a time per run directory; a second one is refused, not queued."""
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.path / ".submit.lock", "w") as lock:
+    with ExitStack() as held:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(locked(run_dir.path / ".submit.lock", wait=False))
         except BlockingIOError:
-            raise manifests.RunDirError(f"{run_dir.path}: another submission into this run directory is "
-                                        "in progress; wait for it to return") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            raise RunDirError(f"{run_dir.path}: another submission into this run directory is in progress; "
+                              "wait for it to return") from None
+        yield
 
 
 def sweep_drift(manifest: Manifest) -> str | None:
     """A warning when the sweep file on disk no longer matches the frozen copy (the frozen one is used)."""
-    path = Path(manifest.raw["sweep_file"])
+    path = Path(manifest.record.sweep_file)
     try:
         current = path.read_text(encoding="utf-8")
     except OSError:
         return f"{path} is gone; using the copy frozen at submit"
-    if current != manifest.raw["sweep_text"]:
+    if current != manifest.record.sweep_text:
         return f"{path} changed since submit; using the copy frozen at submit ({manifest.run_dir.path / 'sweep.toml'})"
     return None

@@ -17,11 +17,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hpc_radr.errors import HpcRadrError
+
 UpsamplingMode = Literal["linear", "mean", "smote", "repeat"]
 EvaluationProtocol = Literal["held_out", "birdnet"]
 
 
-class SweepError(ValueError):
+class SweepError(HpcRadrError, ValueError):
     """A sweep file that cannot be used; the message names the file, the field and what is allowed."""
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from hpc_radr.executors import local, slurm, slurm_site
 from hpc_radr.job_plan import JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
 from hpc_radr.manifest import Manifest, freeze
+from hpc_radr.results import ACTIVE
 from hpc_radr.status import status
 from hpc_radr.storage import check_writable
-from hpc_radr.submission import Work, record_submission, remaining, submission_lock
-
-ACTIVE = ("pending", "running")
+from hpc_radr.submission import Work, remaining, submission_lock
+from hpc_radr.submission_log import record_submission
 
 
 @dataclass

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from hpc_radr.collect import collect
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
 from hpc_radr.results import read_result
+from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 
 pytestmark = pytest.mark.training
@@ -29,7 +30,7 @@ READS = 25
 WRITER = """
 import json, sys
 from pathlib import Path
-from hpc_radr.manifest import RunDir
+from hpc_radr.run_dir import RunDir
 from hpc_radr.results import write_failure, write_result
 
 run_dir, records = RunDir(Path(sys.argv[1])), json.loads(Path(sys.argv[2]).read_text())

@@ -31,7 +31,7 @@ def test_inventory_of_the_documented_layout(small_data, sweep):
     assert len(units["high_medium_low"].positives) == 18 and len(units["high_medium"].positives) == 12
     assert len(units["high_medium"].negatives) == SMALL.negatives
     assert len(units["test"].positives) == 3 * SMALL.test_per_tier
-    assert units["high_medium"].key != units["high_medium_low"].key
+    assert units["high_medium"].fingerprint != units["high_medium_low"].fingerprint
 
 
 def test_every_problem_is_listed_at_once(source, sweep):

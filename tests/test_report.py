@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from hpc_radr.cli import collect as collect_cli
 from hpc_radr.cli import report as report_cli
-from hpc_radr.manifest import RunDir
 from hpc_radr.report import build_report
 from hpc_radr.report.analysis import interval
 from hpc_radr.results import write_failure, write_result
+from hpc_radr.run_dir import RunDir
 from hpc_radr.submission import prepare
 
 DATASETS = ("high_medium_low", "high_medium")

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from hpc_radr.bundled import template
 from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_scripts
 from hpc_radr.job_plan import PlanError, slurm_options
-from hpc_radr.manifest import Manifest, RunDir
+from hpc_radr.manifest import Manifest
+from hpc_radr.run_dir import RunDir
 from hpc_radr.submission import prepare
 from hpc_radr.sweep import slug
 
@@ -181,7 +182,7 @@ def test_line_breaking_values_are_refused(manifest):
         render_scripts(manifest, slurm_options(extra_sbatch={"comment": "a\rb"}))
     with pytest.raises(PlanError, match="setup line"):
         render_scripts(manifest, slurm_options(setup=["module load a\nrm -rf x"]))
-    bad_dir = Manifest(manifest.raw, RunDir(manifest.run_dir.path.parent / "new\nline"))
+    bad_dir = Manifest(manifest.record, RunDir(manifest.run_dir.path.parent / "new\nline"))
     with pytest.raises(PlanError, match="new\\\\nline"):
         render_scripts(bad_dir, slurm_options())
     with pytest.raises(PlanError, match="extra sbatch flag"):

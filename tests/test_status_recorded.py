@@ -13,7 +13,8 @@ from test_report import record
 
 from hpc_radr.results import write_failure, write_result
 from hpc_radr.status import status
-from hpc_radr.submission import prepare, record_submission
+from hpc_radr.submission import prepare
+from hpc_radr.submission_log import record_submission
 
 EMBED, TRAIN = "71", "72"
 DISABLED = "Slurm accounting storage is disabled"

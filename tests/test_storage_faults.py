@@ -19,8 +19,9 @@ from mounts import fill, mount_namespace, read_only, tmpfs
 
 from hpc_radr import atomic
 from hpc_radr.collect import collect
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
 from hpc_radr.results import read_failure, read_result
+from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 from hpc_radr.submission import remaining
 
@@ -142,7 +143,8 @@ LOCAL_RUN = """
 import json, sys
 from pathlib import Path
 from hpc_radr.executors.local import run_local
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
+from hpc_radr.run_dir import RunDir
 from hpc_radr.submission import remaining
 print(json.dumps(run_local(remaining(load(RunDir(Path(sys.argv[1])))), workers=1).__dict__))
 """

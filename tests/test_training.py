@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
 from hpc_radr.results import read_result
+from hpc_radr.run_dir import RunDir
 
 pytestmark = pytest.mark.training
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from hpc_radr.birdnet.model_files import ModelFiles
 from hpc_radr.birdnet.runtime import configure
 from hpc_radr.embedding_cache import Embeddings
+from hpc_radr.errors import HpcRadrError
 
 
-class ExtractionError(RuntimeError):
+class ExtractionError(HpcRadrError, RuntimeError):
     """Some clips gave no embedding (BirdNET only prints such errors and skips the file)."""
 
 

@@ -7,11 +7,13 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpc_radr.errors import HpcRadrError
+
 MODEL_NAME = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABELS_NAME = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
 
 
-class ModelError(ValueError):
+class ModelError(HpcRadrError, ValueError):
     """The BirdNET model files cannot be found or read."""
 
 

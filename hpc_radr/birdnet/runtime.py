@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 
+from hpc_radr import package_versions
 from hpc_radr.birdnet.model_files import ModelFiles
 
 
@@ -53,13 +53,7 @@ def limit_threads(threads: int | None) -> None:
 
 def versions() -> dict[str, str]:
     """Package versions a result depends on (birdnet_analyzer.__version__ is wrong in 2.4.0)."""
-    found = {}
-    for package in ("hpc-radr", "birdnet-analyzer", "tensorflow", "keras", "numpy"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    return package_versions(("hpc-radr", "birdnet-analyzer", "tensorflow", "keras", "numpy"))
 
 
 def gpus_seen() -> dict:

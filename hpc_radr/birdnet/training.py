@@ -14,22 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc_radr.atomic import write_atomic
+from hpc_radr.atomic import plain, write_atomic
 from hpc_radr.embedding_cache import Embeddings
 from hpc_radr.sweep import Configuration, TrainingSettings
-
-
-def plain(value: object) -> object:
-    """numpy scalars and arrays inside BirdNET's metrics break json.dumps."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _counts(y: np.ndarray) -> dict[str, int]:

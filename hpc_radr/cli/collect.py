@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hpc_radr.cli.output import console, emit_json, errors, user_errors
+from hpc_radr.cli.output import console, emit_json, print_warning, user_errors
 from hpc_radr.cli.report import show_answer
 
 
@@ -34,7 +34,8 @@ def collect(
     Then bring the report (effects of each remedy, rankings, figures, warnings) in RUN_DIR/report/ up to date:
     it is built again only when the results, the skipped files or the manifest changed."""
     from hpc_radr.collect import collect as collect_results
-    from hpc_radr.manifest import load, resolve_run_dir
+    from hpc_radr.latest import resolve_run_dir
+    from hpc_radr.manifest import load
     from hpc_radr.report import update_report
     from hpc_radr.submission import sweep_drift
 
@@ -45,7 +46,7 @@ def collect(
         report = update_report(manifest, found.table, found.problems)
         drift = sweep_drift(manifest)
     if drift:
-        errors.print(f"[yellow]warning:[/] {drift}")
+        print_warning(drift)
     content = report.as_dict()
     if as_json:
         emit_json({"files": found.files, "missing": found.missing, "failed": found.failed,

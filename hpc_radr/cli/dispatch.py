@@ -15,9 +15,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from hpc_radr.cli.output import console, emit_json, errors
+from hpc_radr.cli.output import console, emit_json, fail, print_error
 
 if TYPE_CHECKING:
     from hpc_radr.job_plan import SlurmOptions
@@ -119,8 +118,7 @@ def slurm_options(throttle: int = 32, sbatch: list[str] = [], **values) -> Slurm
         key, sep, value = item.partition("=")
         key = key.strip().lstrip("-")
         if not key or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", key):
-            errors.print(f"error: --sbatch {item!r}: expected KEY=VALUE or KEY, e.g. constraint=a100 or hold")
-            raise typer.Exit(2)
+            fail(f"--sbatch {item!r}: expected KEY=VALUE or KEY, e.g. constraint=a100 or hold")
         extra[key] = value if sep else True
     site = {name: values.pop(name) for name in ("account", "qos", "runs_per_task") if name in values}
     setup = list(values.pop("setup", []))
@@ -178,7 +176,7 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
                "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1),
                "errors": outcome.errors}
     for reason in outcome.errors:  # a full disk or read-only folder stopped workers: say so, not just "failed"
-        errors.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        print_error(reason)
     if as_json:
         emit_json(summary)
     else:
@@ -223,6 +221,3 @@ def _report_slurm(outcome, as_json: bool) -> None:
                       markup=False, highlight=False)
 
 
-def warn(message: str | None) -> None:
-    if message:
-        errors.print(f"[yellow]warning:[/] {message}")

@@ -23,36 +23,34 @@ def emit_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _expected_errors() -> tuple[type[Exception], ...]:
-    from hpc_radr.birdnet.model_files import ModelError
-    from hpc_radr.datasets import DataError
-    from hpc_radr.embedding_cache import CacheError
-    from hpc_radr.job_plan import PlanError
-    from hpc_radr.manifest import RunDirError
-    from hpc_radr.storage import NotWritable
-    from hpc_radr.sweep import SweepError
-
-    return (SweepError, DataError, ModelError, RunDirError, CacheError, NotWritable, PlanError)
-
-
 @contextmanager
-def user_errors(extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
-    """Turn the library's validation errors, and a full disk or read-only folder met while writing, into one
-    message and exit code 2, without a traceback. Files are written atomically, so a failed write leaves the
-    previous whole file in place; the message says which path failed and why."""
+def user_errors() -> Iterator[None]:
+    """Turn the library's expected failures (``HpcRadrError``), and a full disk or read-only folder met while
+    writing, into one message and exit code 2, without a traceback. Files are written atomically, so a failed
+    write leaves the previous whole file in place; the message says which path failed and why."""
+    from hpc_radr.errors import HpcRadrError
     from hpc_radr.storage import describe, hint, storage_error
 
     try:
         yield
-    except _expected_errors() + extra as err:
-        _fail(str(err))
+    except HpcRadrError as err:
+        fail(str(err))
     except OSError as err:
         fault = storage_error(err)
         if fault is None:
             raise
-        _fail(f"{describe(fault)}; nothing was left half-written; {hint(fault)}")
+        fail(f"{describe(fault)}; nothing was left half-written; {hint(fault)}")
 
 
-def _fail(message: str) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)  # paths may hold [...]
-    raise typer.Exit(2)
+def print_error(message: str) -> None:
+    """The one way an error reaches the user: one line on stderr (paths may hold [...], so no markup)."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def print_warning(message: str) -> None:
+    errors.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print_error(message)
+    raise typer.Exit(code)

@@ -37,7 +37,7 @@ def report(
 ) -> None:
     """Write RUN_DIR/report/ (report.html with embedded figures, report.md, PNG figures, CSV and JSON tables):
     effects of each remedy against the baseline, paired by seed, with 95% intervals, rankings and warnings."""
-    from hpc_radr.manifest import resolve_run_dir
+    from hpc_radr.latest import resolve_run_dir
     from hpc_radr.report import build_report
 
     with user_errors():

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from hpc_radr.cli import dispatch as d
-from hpc_radr.cli.output import user_errors
+from hpc_radr.cli.output import print_warning, user_errors
 
 if TYPE_CHECKING:
     from hpc_radr.job_plan import SlurmOptions
@@ -25,15 +25,16 @@ def resubmit(
     slurm: SlurmOptions,
 ) -> None:
     """Submit only the failed, cancelled, timed-out and missing runs (queued or running ones are left alone)."""
-    from hpc_radr.executors.local import ExecutorError
-    from hpc_radr.executors.slurm import SlurmError
-    from hpc_radr.manifest import load, resolve_run_dir
+    from hpc_radr.latest import resolve_run_dir
+    from hpc_radr.manifest import load
     from hpc_radr.submission import sweep_drift
 
     chosen = d.choose(executor, slurm.train.partition)
-    with user_errors((SlurmError, ExecutorError)):
+    with user_errors():
         manifest = load(resolve_run_dir(run_dir))
-        d.warn(sweep_drift(manifest))
+        drift = sweep_drift(manifest)
+        if drift:
+            print_warning(drift)
         d.run(manifest, chosen, workers, False, dry_run, as_json, slurm)
 
 

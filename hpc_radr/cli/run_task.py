@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hpc_radr.cli.output import emit_json, user_errors
+from hpc_radr.cli.output import emit_json, fail, user_errors
 
 
 def run_task(
@@ -22,7 +22,8 @@ def run_task(
 ) -> None:
     """Train the given configurations (or build embedding caches), writing one result file per run."""
     from hpc_radr import runner
-    from hpc_radr.manifest import RunDir, RunDirError, load
+    from hpc_radr.manifest import load
+    from hpc_radr.run_dir import RunDir, RunDirError
 
     with user_errors():
         if embed:
@@ -47,8 +48,7 @@ def run_task(
         try:
             report = runner.train(run_dir, list(dict.fromkeys(run_ids)), force, threads)
         except runner.TaskFailed as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
+            fail(str(err), code=1)
     emit_json(report.__dict__)
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from hpc_radr.cli import dispatch as d
-from hpc_radr.cli.output import console, emit_json, errors, user_errors
+from hpc_radr.cli.output import console, emit_json, fail, user_errors
 
 if TYPE_CHECKING:
     from hpc_radr.job_plan import SlurmOptions
@@ -53,10 +53,11 @@ def scripts(
     submits everything in order with the same dependencies as `hpc-radr submit`.
     """
     from hpc_radr.atomic import write_atomic
-    from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, TemplateError, render_scripts
-    from hpc_radr.manifest import load, resolve_run_dir
+    from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_scripts
+    from hpc_radr.latest import resolve_run_dir
+    from hpc_radr.manifest import load
 
-    with user_errors((TemplateError,)):
+    with user_errors():
         manifest = load(resolve_run_dir(run_dir))
         cluster_max_array, submit_limit = _cluster_limits(slurm.qos)
         rendered = render_scripts(manifest, slurm, max_array=max_array or cluster_max_array,
@@ -76,8 +77,7 @@ def scripts(
             write_atomic(out / name, write)
             written.append(out / name)
     except OSError as err:
-        errors.print(f"error: --out {out}: {err}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        fail(f"--out {out}: {err}")
     stale = sorted(p.name for pattern in ("embed-*.sbatch", "train-*.sbatch") for p in out.glob(pattern)
                    if p.name not in rendered)
     submit = f"bash {shlex.quote(str(out / SUBMIT_ALL))}"

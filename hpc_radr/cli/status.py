@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hpc_radr.cli.output import console, emit_json, user_errors
+from hpc_radr.results import ACTIVE, State
 
 
 def status(
@@ -20,7 +21,7 @@ def status(
 ) -> None:
     """Show the state of every configuration (completed, pending, running, failed, cancelled, timeout,
     out of memory, missing) from the result files and one Slurm query, with each failure's log."""
-    from hpc_radr.manifest import resolve_run_dir
+    from hpc_radr.latest import resolve_run_dir
     from hpc_radr.status import status as compute
 
     with user_errors():
@@ -32,7 +33,7 @@ def status(
     try:
         while True:
             show(report)
-            if not watch or not {"pending", "running"} & set(report.counts):
+            if not watch or not set(ACTIVE) & set(report.counts):
                 return
             time.sleep(interval)
             report = compute(path)
@@ -82,14 +83,15 @@ def show(report) -> None:
         console.print(f"[yellow]skipped:[/] {problem}")
     for warning in report.warnings:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
-    failed = [c for c in report.configurations if c.state not in ("completed", "running", "pending")]
+    failed = [c for c in report.configurations if c.state not in (State.completed, *ACTIVE)]
     if failed:
         table = Table(title="not completed")
         for column in ("index", "run", "state", "Slurm", "error", "log"):
             table.add_column(column, overflow="fold")
         for c in failed:
             slurm = f"{c.job_id} {c.scheduler_state}" if c.job_id and c.scheduler_state else (c.job_id or "")
-            table.add_row(str(c.index), c.run_id, c.state, slurm, c.error or "", c.log or "")
+            table.add_row(str(c.index), c.run_id, c.state, slurm, c.error or "",
+                          c.log or "")
         console.print(table)
 
 

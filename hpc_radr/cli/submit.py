@@ -36,12 +36,10 @@ def submit(
     Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
     collect job, and returns at once with their ids.
     """
-    from hpc_radr.executors.local import ExecutorError
-    from hpc_radr.executors.slurm import SlurmError
     from hpc_radr.submission import prepare
 
     chosen = d.choose(executor, slurm.train.partition)
-    with user_errors((SlurmError, ExecutorError)):
+    with user_errors():
         manifest = prepare(resolve_sweep(sweep), run_dir, data, model, dedupe=not literal,
                            overrides={"epochs": epochs} if epochs else {}, write=False)
         d.run(manifest, chosen, workers, force, dry_run, as_json, slurm)

@@ -13,13 +13,15 @@ import pickle
 import re
 from pathlib import Path
 
+from hpc_radr.results import State
+
 # slurmstepd's lines in a killed task's stderr, most specific first -> hpc-radr state.
 _MARKERS = (
-    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT"), "timeout"),
-    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO PREEMPTION"), "cancelled"),
-    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO NODE FAIL"), "failed"),
-    (re.compile(r"oom-kill|Exceeded job memory limit|Out Of Memory", re.IGNORECASE), "out_of_memory"),
-    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT"), "cancelled"),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT"), State.timeout),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO PREEMPTION"), State.cancelled),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO NODE FAIL"), State.failed),
+    (re.compile(r"oom-kill|Exceeded job memory limit|Out Of Memory", re.IGNORECASE), State.out_of_memory),
+    (re.compile(r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT"), State.cancelled),
 )
 TAIL_BYTES = 64 * 1024  # slurmstepd writes at the end; a long log is not read whole
 
@@ -29,7 +31,7 @@ def folder(submitit_dir: Path, job_id: str, task: int | None) -> Path:
     return submitit_dir / name
 
 
-def from_log(text: str) -> str | None:
+def from_log(text: str) -> State | None:
     """The state slurmstepd's last words in a task's stderr name, if any."""
     for pattern, state in _MARKERS:
         if pattern.search(text):
@@ -46,13 +48,13 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def ended(task_dir: Path) -> str | None:
+def ended(task_dir: Path) -> State | None:
     """completed / failed / cancelled / timeout / out_of_memory from a task's folder; ``missing`` when the task
     never started (no logs); None when it started and its files do not say how it ended (it may still run)."""
     name = task_dir.name
     result, log = task_dir / f"{name}_0_result.pkl", task_dir / f"{name}_0_log.err"
     if not (result.exists() or log.exists() or (task_dir / f"{name}_0_log.out").exists()):
-        return "missing"
+        return State.missing
     if result.exists():
         try:
             with result.open("rb") as handle:
@@ -60,5 +62,5 @@ def ended(task_dir: Path) -> str | None:
         except Exception:  # a torn or foreign pickle says nothing: fall back to the log
             outcome = None
         if isinstance(outcome, tuple) and outcome and outcome[0] in ("success", "error"):
-            return "completed" if outcome[0] == "success" else "failed"
+            return State.completed if outcome[0] == "success" else State.failed
     return from_log(_tail(log))

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 import submitit
 
 from hpc_radr import runner
+from hpc_radr.errors import HpcRadrError
 from hpc_radr.results import has_result
 from hpc_radr.submission import Work
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(HpcRadrError, RuntimeError):
     """A submission that could not run; the message says where to look."""
 
 
@@ -34,15 +35,6 @@ class LocalOutcome:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)  # why workers stopped early (full disk, read-only folder)
-
-
-# How a worker's StorageFailed appears in the trace submitit hands back (it keeps only the text).
-_STOPPED = f"{runner.StorageFailed.__module__}.{runner.StorageFailed.__qualname__}: "
-
-
-def _stopped(err: Exception) -> str | None:
-    """The one-line reason a worker stopped on a full disk or read-only folder, if that is why it failed."""
-    return next((line[len(_STOPPED):] for line in str(err).splitlines() if line.startswith(_STOPPED)), None)
 
 
 def _wait(jobs: list, count_done: Callable[[], int], total: int, phase: str, progress: Progress | None) -> None:
@@ -64,7 +56,7 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
 
     if work.missing_units:
         job = executor.submit(runner.embed, run_dir.path, work.missing_units, runner.worker_cpus())
-        caches = [run_dir.cache_file(work.manifest.units[name]["key"]) for name in work.missing_units]
+        caches = [run_dir.cache_file(work.manifest.units[name].key) for name in work.missing_units]
         _wait([job], lambda: sum(path.exists() for path in caches), len(caches), "embeddings", progress)
         try:
             job.result()
@@ -78,7 +70,7 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
         threads = max(1, runner.worker_cpus() // workers)
         claims = run_dir.submitit / "claims" / f"{os.getpid()}-{time.time_ns()}"
         claims.mkdir(parents=True)
-        jobs = [executor.submit(runner.train, run_dir.path, todo, force, threads, None, claims)
+        jobs = [executor.submit(runner.train_runs, run_dir.path, todo, force, threads, claims=claims)
                 for _ in range(workers)]
 
         since = time.time() - 1
@@ -92,15 +84,15 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
         shutil.rmtree(claims, ignore_errors=True)  # left in place if interrupted: workers may still be running
         for job in jobs:
             try:
-                job.result()
-            except submitit.core.utils.FailedJobError as err:
-                reason = _stopped(err)  # other failures are recorded per run; counted below
-                if reason and reason not in outcome.errors:
-                    outcome.errors.append(reason)
+                stopped = job.result().stopped  # a full disk or read-only folder; failed runs are counted below
+            except submitit.core.utils.FailedJobError as err:  # the worker itself broke (not one of its runs)
+                stopped = f"a worker failed: {(str(err).strip().splitlines() or [''])[-1]}; its log: {job.paths.stderr}"
             except submitit.core.utils.UncompletedJobError:
                 # killed, or submitit could not write the worker's outcome (a full disk): its runs are counted below
-                outcome.errors.append(f"a worker ended without reporting back (killed, or its folder could not "
-                                      f"be written); its log: {job.paths.stderr}")
+                stopped = (f"a worker ended without reporting back (killed, or its folder could not be written); "
+                           f"its log: {job.paths.stderr}")
+            if stopped and stopped not in outcome.errors:
+                outcome.errors.append(stopped)
     for run_id in todo:
         (outcome.trained if has_result(run_dir, run_id) else outcome.failed).append(run_id)
     outcome.seconds = time.perf_counter() - started

@@ -22,6 +22,7 @@ from pathlib import Path
 from string import Template
 
 from hpc_radr.bundled import template
+from hpc_radr.errors import HpcRadrError
 from hpc_radr.job_plan import (
     JobKind,
     JobPlan,
@@ -40,7 +41,7 @@ SUBMIT_ALL = "submit-all.sh"
 _FLAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 
 
-class TemplateError(RuntimeError):
+class TemplateError(HpcRadrError, RuntimeError):
     """The sbatch templates are missing or broken (an installation problem, not the user's input)."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import submitit
 
 from hpc_radr import runner
+from hpc_radr.errors import HpcRadrError
 from hpc_radr.job_plan import OPTIONS, JobKind, JobPlan, PlannedJob
 
 # Seconds before the time limit at which Slurm signals a task, so submitit can requeue it.
 SIGNAL_DELAY_S = 120
 
 
-class SlurmError(RuntimeError):
+class SlurmError(HpcRadrError, RuntimeError):
     """Slurm refused something; the message carries sbatch's or scontrol's own words."""
 
 

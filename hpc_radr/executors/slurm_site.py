@@ -11,10 +11,12 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from hpc_radr.errors import HpcRadrError
+
 DISABLED = "accounting_storage/none"
 
 
-class SiteUnreadable(RuntimeError):
+class SiteUnreadable(HpcRadrError, RuntimeError):
     """scontrol did not answer: not a Slurm login node, or SLURM_CONF is not set."""
 
 

@@ -8,27 +8,29 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
+from hpc_radr.errors import HpcRadrError
+from hpc_radr.results import State
+
 # Slurm state (first word) -> hpc-radr state. PREEMPTED and REQUEUED tasks come back: not done.
 _STATES = {
-    "PENDING": "pending", "REQUEUED": "pending", "REQUEUE_FED": "pending", "REQUEUE_HOLD": "pending",
-    "PREEMPTED": "pending", "RESV_DEL_HOLD": "pending", "SUSPENDED": "pending",
-    "RUNNING": "running", "COMPLETING": "running", "CONFIGURING": "running", "RESIZING": "running",
-    "SIGNALING": "running", "STAGE_OUT": "running",
-    "COMPLETED": "completed",
-    "FAILED": "failed", "NODE_FAIL": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed",
-    "CANCELLED": "cancelled", "REVOKED": "cancelled",
-    "TIMEOUT": "timeout",
-    "OUT_OF_MEMORY": "out_of_memory",
+    **dict.fromkeys(("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED", "RESV_DEL_HOLD",
+                     "SUSPENDED"), State.pending),
+    **dict.fromkeys(("RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"), State.running),
+    "COMPLETED": State.completed,
+    **dict.fromkeys(("FAILED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"), State.failed),
+    "CANCELLED": State.cancelled, "REVOKED": State.cancelled,
+    "TIMEOUT": State.timeout,
+    "OUT_OF_MEMORY": State.out_of_memory,
 }
 
 
-class SchedulerUnavailable(RuntimeError):
+class SchedulerUnavailable(HpcRadrError, RuntimeError):
     """Neither sacct nor squeue answered."""
 
 
-def normalize(slurm_state: str) -> str:
+def normalize(slurm_state: str) -> State:
     """'CANCELLED by 0' -> 'cancelled'; unknown states count as running so nothing is resubmitted twice."""
-    return _STATES.get(slurm_state.split()[0].rstrip("+") if slurm_state.strip() else "", "running")
+    return _STATES.get(slurm_state.split()[0].rstrip("+") if slurm_state.strip() else "", State.running)
 
 
 def _expand(job_id: str) -> list[tuple[str, int | None]]:
@@ -55,7 +57,7 @@ def parse(lines: str) -> dict[tuple[str, int | None], str]:
         if not job_id or "." in job_id:
             continue
         state, _, reason = (part.strip() for part in rest.partition("|"))
-        if reason and reason != "None" and normalize(state) == "pending":
+        if reason and reason != "None" and normalize(state) is State.pending:
             state = f"{state} ({reason})"
         for key in _expand(job_id):
             states[key] = state

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from hpc_radr import __version__
-from hpc_radr.atomic import write_atomic
+from hpc_radr.atomic import plain, write_atomic
 from hpc_radr.collect import merge
-from hpc_radr.manifest import Manifest, RunDir, load
+from hpc_radr.manifest import Manifest, load
+from hpc_radr.run_dir import RunDir
 
 if TYPE_CHECKING:
     from hpc_radr.report.analysis import Analysis
@@ -33,17 +32,12 @@ REPORT_DIR = "report"
 class Report:
     """Where the report was written, and its machine-readable content."""
 
-    directory: Path
     html: Path
     markdown: Path
     figures: list[Path]
     data: Path
     analysis: Analysis
     fingerprint: str
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        return self.analysis.summary
 
     @property
     def effects(self) -> pd.DataFrame:
@@ -60,7 +54,7 @@ class Report:
                    "provenance": a.provenance}
         return {
             "html": str(self.html), "markdown": str(self.markdown), "figures": [str(f) for f in self.figures],
-            **_plain(content),
+            **plain(content, nan_as_null=True),
             **{name: _records(frame) for name, frame in _frames(a).items()},
         }
 
@@ -68,19 +62,6 @@ class Report:
 def _frames(analysis: Analysis) -> dict[str, pd.DataFrame]:
     return {"summary": analysis.summary, "ranking": analysis.ranking, "effects": analysis.effects,
             "focal": analysis.focal, "datasets": analysis.datasets}
-
-
-def _plain(value: object) -> object:
-    """Plain JSON values: NaN (an undefined interval, a missing mean) becomes None."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -164,7 +145,7 @@ def build_report(run_dir: Path, merged: tuple[pd.DataFrame, list[str]] | None = 
             stale.unlink()
     for name, frame in _frames(analysis).items():
         _write(out / f"{name}.csv", frame.to_csv(index=False).encode())
-    report = Report(directory=out, html=out / "report.html", markdown=out / "report.md",
+    report = Report(html=out / "report.html", markdown=out / "report.md",
                     figures=[out / name for name in images], data=out / "report.json", analysis=analysis,
                     fingerprint=fingerprint(manifest, table, problems))
     doc = render.document(analysis, list(images))

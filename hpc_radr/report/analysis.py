@@ -267,7 +267,7 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
     grid = manifest.sweep.grid
     if 0.0 in grid.upsampling_ratios and len(grid.upsampling_modes) > 1:
         zero = _indices(table, table["upsampling_ratio"] == 0.0)
-        if manifest.raw.get("dedupe", True):
+        if manifest.record.dedupe:
             warn("shared_runs", f"ratio 0.0 rows of modes {', '.join(grid.upsampling_modes)} are one run per "
                                 "dataset, focal setting and seed (BirdNET never upsamples at 0.0): the tables "
                                 "repeat them, the analysis counts each run once (mode 'none')", zero)
@@ -317,11 +317,11 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
     return {
         "run_dir": str(manifest.run_dir.path),
         "sweep_name": manifest.sweep.name,
-        "created_at": manifest.raw.get("created_at"),
-        "data_source": manifest.raw.get("data_source"),
-        "model_sha256": manifest.raw.get("model", {}).get("sha256"),
-        "sweep_text": manifest.raw.get("sweep_text", ""),
-        "overrides": manifest.raw.get("overrides", {}),
+        "created_at": manifest.record.created_at,
+        "data_source": manifest.record.data_source,
+        "model_sha256": manifest.record.model.sha256,
+        "sweep_text": manifest.record.sweep_text,
+        "overrides": manifest.record.overrides,
         "epochs": manifest.sweep.training.epochs,
         "evaluation": manifest.sweep.training.evaluation,
         "evaluation_protocols": protocols,

@@ -1,0 +1,65 @@
+"""The layout of one run directory: where every file of a submission lives. Light on purpose: every reader of
+a result or a status imports it.
+
+Layout::
+
+    manifest.json      configurations, runs, data and model fingerprints, settings (written once, at submit)
+    sweep.toml         the sweep file exactly as submitted
+    submissions.jsonl  every Slurm job submitted into it, with the runs of each task
+    data/              BirdNET class-folder layouts of each embedding unit (symlinks, no audio copied)
+    cache/             one embedding cache per unit
+    results/<run>.json one whole result per finished run (atomic)
+    failures/<run>.json the error of the last failed attempt of a run
+    models/<run>.tflite trained classifier heads
+    logs/<run>.log     BirdNET's output per run; submitit/ holds the executors' own files
+    results.csv, results.parquet, summary.csv, report/   written by `hpc-radr collect`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpc_radr.errors import HpcRadrError
+
+
+class RunDirError(HpcRadrError, ValueError):
+    """A run directory that is missing, foreign or inconsistent."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    path: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def cache(self) -> Path:
+        return self.path / "cache"
+
+    @property
+    def submitit(self) -> Path:
+        return self.path / "submitit"
+
+    def result(self, run_id: str) -> Path:
+        return self.path / "results" / f"{run_id}.json"
+
+    def failure(self, run_id: str) -> Path:
+        return self.path / "failures" / f"{run_id}.json"
+
+    def log(self, run_id: str) -> Path:
+        return self.path / "logs" / f"{run_id}.log"
+
+    def model(self, run_id: str) -> Path:
+        return self.path / "models" / f"{run_id}.tflite"
+
+    def cache_file(self, key: str) -> Path:
+        return self.cache / f"{key}.npz"
