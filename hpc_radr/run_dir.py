@@ -33,21 +33,11 @@ class RunDir:
 
     path: Path
 
-    @property
-    def manifest(self) -> Path:
-        return self.path / "manifest.json"
-
-    @property
-    def data(self) -> Path:
-        return self.path / "data"
-
-    @property
-    def cache(self) -> Path:
-        return self.path / "cache"
-
-    @property
-    def submitit(self) -> Path:
-        return self.path / "submitit"
+    # Files and folders of the whole run directory; per-run files below.
+    manifest = property(lambda self: self.path / "manifest.json", doc="manifest.json")
+    data = property(lambda self: self.path / "data", doc="data/: BirdNET layouts of each unit (symlinks)")
+    cache = property(lambda self: self.path / "cache", doc="cache/: one embedding cache per unit")
+    submitit = property(lambda self: self.path / "submitit", doc="submitit/: the executors' own files")
 
     def result(self, run_id: str) -> Path:
         return self.path / "results" / f"{run_id}.json"

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from hpc_radr.errors import HpcRadrError
 
-DISABLED = "accounting_storage/none"
-
 
 class SiteUnreadable(HpcRadrError, RuntimeError):
     """scontrol did not answer: not a Slurm login node, or SLURM_CONF is not set."""
@@ -22,9 +20,14 @@ class SiteUnreadable(HpcRadrError, RuntimeError):
 
 @dataclass(frozen=True)
 class Site:
+    """The cluster's limits that shape a job plan."""
+
     max_array_size: int
     accounting: bool
     submit_limit: int | None  # more jobs the user may submit now; None: no limit known
+
+
+DISABLED = "accounting_storage/none"  # AccountingStorageType of a cluster without accounting
 
 
 def parse_config(text: str) -> tuple[int, bool]:
