@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from hpc_radr.cli import app
 from hpc_radr.collect import collect
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
+from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 
 pytestmark = pytest.mark.training
@@ -84,13 +85,21 @@ def test_collect_cli_prints_summary_and_missing(mixed_run):
     assert "configurations have results" in result.output and "missing" in result.output
 
 
-@pytest.mark.parametrize("command", [["--help"], ["status"], ["collect"]])
-def test_light_commands_never_import_tensorflow(trained_run, tmp_path, command):
+@pytest.mark.parametrize(("command", "prints"), [(["--help"], "Usage:"), (["status"], "completed"),
+                                               (["collect"], "configurations have results")])
+def test_light_commands_never_import_tensorflow(trained_run, tmp_path, command, prints):
     run_dir = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
     args = command + ([str(run_dir)] if command != ["--help"] else [])
     code = ("import sys; from hpc_radr.cli import app\n"
-            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit as done:\n    exit_code = done.code\n"
+            "else:\n    exit_code = 'no SystemExit'\n"
             "heavy = [m for m in ('tensorflow', 'keras', 'birdnet_analyzer') if m in sys.modules]\n"
+            "print('EXIT', repr(exit_code))\n"
             "print('HEAVY', heavy)")
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-    assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    # click ends every command with SystemExit; 0 (None from sys.exit()) is success, anything else an error
+    assert "EXIT 0" in done.stdout or "EXIT None" in done.stdout, output
+    assert prints in done.stdout, output
+    assert "HEAVY []" in done.stdout, output

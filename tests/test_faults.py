@@ -18,8 +18,9 @@ from hpc_radr import embedding_cache, runner
 from hpc_radr.atomic import write_atomic
 from hpc_radr.cli import app
 from hpc_radr.collect import collect
-from hpc_radr.manifest import RunDir, load
+from hpc_radr.manifest import load
 from hpc_radr.results import read_result
+from hpc_radr.run_dir import RunDir
 
 pytestmark = pytest.mark.training
 
@@ -29,14 +30,29 @@ def run_copy(trained_run, tmp_path):
     return shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
 
 
+HALF = b'{"schema": 1, "run_id": "half'  # what _slow_write writes before it stalls
+
+
 def _slow_write(path: str) -> None:
     def write(handle):
-        handle.write(b'{"schema": 1, "run_id": "half')
+        handle.write(HALF)
         handle.flush()
         time.sleep(60)
         handle.write(b'"}')
 
     write_atomic(__import__("pathlib").Path(path), write)
+
+
+def _half_written(target) -> list:
+    """The temporary files beside ``target`` that hold the first half of what _slow_write writes."""
+    found = []
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if tmp.read_bytes().startswith(HALF):
+                found.append(tmp)
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def test_a_writer_killed_mid_write_leaves_no_result(run_copy):
@@ -47,10 +63,14 @@ def test_a_writer_killed_mid_write_leaves_no_result(run_copy):
     child = multiprocessing.get_context("fork").Process(target=_slow_write, args=(str(target),))
     child.start()
     deadline = time.monotonic() + 30
-    while not list(target.parent.glob(f".{target.name}.*.tmp")) and time.monotonic() < deadline:
+    while not (half_written := _half_written(target)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
+    ended = child.exitcode  # None while the writer still runs
+    os.kill(child.pid, signal.SIGKILL)  # before any assertion: a writer left alive would finish in 60 s
     child.join()
+    assert half_written, (f"no temporary file .{target.name}.*.tmp beside {target} held the first half of the "
+                          f"result within 30 s (writer exit code: {ended}): write_atomic no longer writes "
+                          f"through a temporary file in the target's folder")
     assert not target.exists()
     assert read_result(run_dir, run_id).record is None
     found = collect(run_copy)
@@ -95,8 +115,8 @@ def test_data_changed_after_submit_is_refused_at_extraction(small_data, tmp_path
 def test_a_cache_from_other_data_is_refused(run_copy):
     manifest = load(RunDir(run_copy))
     units = manifest.units
-    mine = manifest.run_dir.cache_file(units["high_medium"]["key"])
-    other = manifest.run_dir.cache_file(units["high_medium_low"]["key"])
+    mine = manifest.run_dir.cache_file(units["high_medium"].key)
+    other = manifest.run_dir.cache_file(units["high_medium_low"].key)
     shutil.copyfile(other, mine)
     with pytest.raises(embedding_cache.CacheError, match="built from other data"):
         runner.ensure_embeddings(manifest, "high_medium")
@@ -130,7 +150,7 @@ def test_a_failing_run_records_its_error_and_the_others_still_train(run_copy):
     healthy = next(c.run_id for c in manifest.runs if c.dataset == "high_medium_low")
     for run_id in (broken, healthy):
         run_dir.result(run_id).unlink()
-    manifest.run_dir.cache_file(manifest.units["high_medium"]["key"]).write_bytes(b"not an npz")
+    manifest.run_dir.cache_file(manifest.units["high_medium"].key).write_bytes(b"not an npz")
     with pytest.raises(runner.TaskFailed, match=broken):
         runner.train(run_copy, [broken, healthy])
     failure = json.loads(run_dir.failure(broken).read_text())

@@ -22,6 +22,7 @@ tiers = ["high", "medium"]
 
 pytestmark = pytest.mark.slurm
 ACTIVE = {"pending", "running"}
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
 def cli(env, *args, check=True):
@@ -76,7 +77,18 @@ def submitted(slurm_env, small_data, tmp_path_factory):
     array = jobs["train:0"]
     cancelled_task = len(array["tasks"]) - 1
     slurm(slurm_env, "scancel", f"{array['job_id']}_{cancelled_task}")
-    return {"run_dir": run_dir, "jobs": jobs, "cancelled": array["tasks"][cancelled_task][0], "fields": fields}
+    # What `status` says right after submit, taken here because the tests that use this sweep let it run to its
+    # end: test_status_lists_each_job_of_the_chain_and_why_it_waits checks it whichever test runs first.
+    collect_id = jobs["collect"]["job_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # slurmctld may give a new job its reason only at its next scheduling pass
+        if slurm(slurm_env, "squeue", "-h", "-o", "%r", "-j", collect_id).strip() not in ("", "None"):
+            break
+        time.sleep(1)
+    after_submit = {"json": cli(slurm_env, "status", run_dir, "--json", check=False),
+                    "human": cli(slurm_env, "status", run_dir, check=False)}
+    return {"run_dir": run_dir, "jobs": jobs, "cancelled": array["tasks"][cancelled_task][0], "fields": fields,
+            "status_after_submit": after_submit}
 
 
 def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
@@ -95,23 +107,22 @@ def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
     assert "afterany" in collect["Dependency"] and array["job_id"] in collect["Dependency"]
 
 
-def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted, slurm_env):
+def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted):
     """Right after submit the collect job cannot have started: it waits for the 4-task array, which runs one
-    task at a time after the embedding jobs. Slurm's own reason reaches the user."""
+    task at a time after the embedding jobs. Slurm's own reason reaches the user. (The fixture ran `status`
+    right after submitting, so this holds whether or not the other tests have let the sweep finish.)"""
     jobs = submitted["jobs"]
-    deadline = time.monotonic() + 30
-    while True:  # slurmctld may give a new job its reason only at its next scheduling pass
-        report = json.loads(cli(slurm_env, "status", submitted["run_dir"], "--json").stdout)
-        listed = {job["name"]: job for job in report["jobs"]}
-        if listed["collect"]["waiting_for"] or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    done, human_done = submitted["status_after_submit"]["json"], submitted["status_after_submit"]["human"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert human_done.returncode == 0, human_done.stdout[-3000:] + human_done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    listed = {job["name"]: job for job in report["jobs"]}
     assert list(listed) == ["embed:high_medium", "embed:test", "train:0", "collect"]  # submission order
     assert {name: job["job_id"] for name, job in listed.items()} == {n: j["job_id"] for n, j in jobs.items()}
     assert listed["collect"]["counts"] == {"pending": 1} and listed["collect"]["waiting_for"] == ["Dependency"]
     array = listed["train:0"]
     assert array["tasks"] == 4 and sum(array["counts"].values()) == 4
-    human = cli(slurm_env, "status", submitted["run_dir"]).stdout
+    human = human_done.stdout
     assert "waiting: Dependency, for the jobs before it in the chain" in human
     assert f"job {jobs['train:0']['job_id']}" in human and "4 tasks:" in human
 
@@ -220,16 +231,32 @@ def test_a_preempted_task_is_requeued_and_skips_the_runs_it_finished(slurm_env, 
     train = next(j for j in out["jobs"] if j["kind"] == "train")
     first, second = train["tasks"][0]
     first_result, second_log = run_dir / "results" / f"{first}.json", run_dir / "logs" / f"{second}.log"
+    second_path = run_dir / "results" / f"{second}.json"
     deadline = time.monotonic() + 600
     while not second_log.exists() and time.monotonic() < deadline:  # the second run has just begun
         time.sleep(0.1)
+    assert second_log.exists(), "the second run never began within 600 s"
     assert first_result.exists(), "the first run never finished"
     stamp = first_result.stat().st_mtime_ns
+    # The test means something only if USR2 reaches the task while its second run still trains (200 epochs:
+    # about 30 s on 2 cores, against the ~0.1 s between its log appearing and the signal). Say so if not.
+    assert not second_path.exists(), (f"the second run ({second}) finished before USR2 was sent: it must still "
+                                      "be training then, so give it more epochs")
     slurm(slurm_env, "scancel", "--signal=USR2", train["job_id"])
+    deadline = time.monotonic() + 120
+    while (record := job_fields(slurm_env, train["job_id"])[0]).get("Restarts") == "0" \
+            and record.get("JobState") not in ENDED and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert record.get("Restarts") == "1", (f"USR2 did not requeue the task within 120 s: Restarts="
+                                           f"{record.get('Restarts')} JobState={record.get('JobState')} "
+                                           f"Reason={record.get('Reason')}")
     wait_until_settled(slurm_env, run_dir, expect={"completed": 2}, limit_s=900)
     assert first_result.stat().st_mtime_ns == stamp  # not trained again after the requeue
-    second_result = json.loads((run_dir / "results" / f"{second}.json").read_text())
-    assert second_result["environment"]["slurm"].get("SLURM_RESTART_COUNT") == "1"
+    second_result = json.loads(second_path.read_text())
+    restarts = second_result["environment"]["slurm"].get("SLURM_RESTART_COUNT")
+    assert second_result["environment"]["slurm"].get("SLURM_RESTART_COUNT") == "1", (
+        f"SLURM_RESTART_COUNT={restarts} in the second run's result, expected 1 (trained by the requeued attempt); "
+        "none means it finished between the check above and USR2's arrival and the requeue skipped it")
 
 
 def test_a_failed_embedding_job_cancels_the_array_instead_of_every_task_failing(slurm_env, small_data, tmp_path):
