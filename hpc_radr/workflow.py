@@ -61,11 +61,18 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
     ``site`` (the cluster's limits) is read from the cluster unless given."""
     run_dir = manifest.run_dir.path.resolve()
     check_values(str(run_dir), options)
+    fallback = None
     if site is None:
         try:
             site = slurm_site.query(options.qos)
         except slurm_site.SiteUnreadable as err:
-            raise slurm.SlurmError(str(err)) from None
+            if not dry_run:
+                raise
+            # a dry run shows the chain from anywhere (a laptop before copying to the cluster)
+            site = slurm_site.Site(slurm_site.DEFAULT_MAX_ARRAY_SIZE, True, None)
+            fallback = (f"no Slurm cluster answered here ({err}): planned with Slurm's defaults (MaxArraySize "
+                        f"{site.max_array_size}, no limit on submitted jobs); run it on the login node to see "
+                        "the cluster's own")
 
     def planned() -> tuple[Work, JobPlan]:
         frozen = manifest.run_dir.manifest.exists()
@@ -76,7 +83,8 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
 
     work, plan = planned()
     rendered = slurm.scripts(plan, run_dir)
-    outcome = SlurmSubmission(run_dir, dry_run, work, plan, rendered, notes=_notes(plan, options, site))
+    outcome = SlurmSubmission(run_dir, dry_run, work, plan, rendered,
+                              notes=[*([fallback] if fallback else []), *_notes(plan, options, site)])
     if dry_run or not plan.jobs:
         return outcome
     check_writable(manifest.run_dir.path)  # a read-only or full run directory would fail the tasks after queueing

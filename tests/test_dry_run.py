@@ -1,5 +1,6 @@
 """`--dry-run` renders exactly what submitit would submit, pinned by a golden file, and creates nothing."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -80,3 +81,21 @@ def test_values_that_would_break_a_job_script_are_refused_before_anything(small_
     assert result.exit_code == 2, result.output
     assert expected in result.stderr
     assert not (tmp_path / "runs").exists() and not list(tmp_path.rglob("PWNED"))
+
+
+def test_a_dry_run_without_a_cluster_shows_the_chain_with_slurms_defaults(small_data, tmp_path, monkeypatch):
+    """A laptop has no Slurm: the chain is still shown (a real submit there is refused), nothing is created."""
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-such-slurm.conf"))
+    sweep = write_sweep(tmp_path, name="laptop", modes='["linear"]', ratios="[0.0, 1.0]", seeds="[1]")
+    run_dir = tmp_path / "runs" / "r"
+    common = ["submit", str(sweep), "--data", str(small_data), "--run-dir", str(run_dir), "--executor", "slurm",
+              "--partition", "gpu", "--cpu-partition", "cpu"]
+    shown = CliRunner().invoke(app, [*common, "--dry-run", "--json"])
+    assert shown.exit_code == 0, shown.output
+    out = json.loads(shown.stdout)
+    assert [job["name"] for job in out["jobs"]][-1] == "collect" and out["dry_run"] is True
+    assert any("planned with Slurm's defaults (MaxArraySize 1001" in note for note in out["notes"])
+    refused = CliRunner().invoke(app, common)
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 2 and ("cannot read the cluster's configuration" in said or "scontrol not found" in said)
+    assert not (tmp_path / "runs").exists()

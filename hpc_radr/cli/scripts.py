@@ -26,13 +26,12 @@ def _umask() -> int:
 def _cluster_limits(qos: str | None) -> tuple[int, int | None]:
     """(MaxArraySize, jobs the user may still submit) of the cluster here, as `submit` reads them; Slurm's
     defaults where no cluster answers (scripts are often written elsewhere and copied)."""
-    from hpc_radr.executors.sbatch_scripts import DEFAULT_MAX_ARRAY
-    from hpc_radr.executors.slurm_site import SiteUnreadable, query
+    from hpc_radr.executors.slurm_site import DEFAULT_MAX_ARRAY_SIZE, SiteUnreadable, query
 
     try:
         site = query(qos)
     except SiteUnreadable:
-        return DEFAULT_MAX_ARRAY, None
+        return DEFAULT_MAX_ARRAY_SIZE, None
     return site.max_array_size, site.submit_limit
 
 

@@ -23,6 +23,7 @@ from string import Template
 
 from hpc_radr.bundled import template
 from hpc_radr.errors import HpcRadrError
+from hpc_radr.executors.slurm_site import DEFAULT_MAX_ARRAY_SIZE
 from hpc_radr.job_plan import (
     JobKind,
     JobPlan,
@@ -36,7 +37,6 @@ from hpc_radr.job_plan import (
 from hpc_radr.manifest import Manifest
 from hpc_radr.sweep import slug
 
-DEFAULT_MAX_ARRAY = 1001  # Slurm's default MaxArraySize
 SUBMIT_ALL = "submit-all.sh"
 _FLAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 
@@ -120,7 +120,7 @@ def _offset(job: PlannedJob, positions: dict[str, int], per_task: int) -> int:
 
 
 def render_scripts(manifest: Manifest, options: SlurmOptions, hpc_radr_command: list[str] | None = None,
-                   max_array: int = DEFAULT_MAX_ARRAY, submit_limit: int | None = None) -> dict[str, str]:
+                   max_array: int = DEFAULT_MAX_ARRAY_SIZE, submit_limit: int | None = None) -> dict[str, str]:
     """File name -> text: ``embed-<unit>.sbatch`` per unit, ``train-<k>.sbatch`` per array, ``collect.sbatch``
     and ``submit-all.sh``, in submission order: every unit and every run of the manifest (a task skips runs
     that already have a result)."""

@@ -28,6 +28,7 @@ class Site:
 
 
 DISABLED = "accounting_storage/none"  # AccountingStorageType of a cluster without accounting
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's own default
 
 
 def parse_config(text: str) -> tuple[int, bool]:
@@ -78,8 +79,8 @@ def query(qos: str | None) -> Site:
     accounting is on)."""
     config = _run(["scontrol", "show", "config"])
     if config.returncode != 0:
-        raise SiteUnreadable(f"cannot read the cluster's configuration: {config.stderr.strip()} "
-                             "(is SLURM_CONF set?)")
+        reason = (config.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SiteUnreadable(f"cannot read the cluster's configuration: {reason} (is SLURM_CONF set?)")
     max_array, accounting = parse_config(config.stdout)
     if not accounting:
         return Site(max_array, False, None)
