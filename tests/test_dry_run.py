@@ -97,5 +97,6 @@ def test_a_dry_run_without_a_cluster_shows_the_chain_with_slurms_defaults(small_
     assert any("planned with Slurm's defaults (MaxArraySize 1001" in note for note in out["notes"])
     refused = CliRunner().invoke(app, common)
     said = " ".join(refused.stderr.split())
-    assert refused.exit_code == 2 and ("cannot read the cluster's configuration" in said or "scontrol not found" in said)
+    assert refused.exit_code == 2
+    assert "cannot read the cluster's configuration" in said or "scontrol not found" in said
     assert not (tmp_path / "runs").exists()
