@@ -57,9 +57,12 @@ def metrics(config, dataset_index: int) -> dict[str, float]:
             for m in BASE}
 
 
-def record(config, values: dict[str, float], best_epoch: int = 30, epochs_run: int = 36) -> dict:
-    """A result in the shape the runner writes (only what collect reads, plus versions)."""
+def record(config, values: dict[str, float], best_epoch: int = 30, epochs_run: int = 36,
+           upsampled: bool = True) -> dict:
+    """A result in the shape the runner writes (only what collect reads, plus versions). Upsampling raises the
+    fit split's 10 positives to int(max(10, 24) x ratio), as BirdNET does; ``upsampled=False``: it added none."""
     tp = round(values["recall"] * 24)
+    after = int(24 * config.upsampling_ratio) if upsampled and config.upsampling_ratio > 0 else 10
     return {
         "configuration": config.as_dict(),
         "evaluation_protocol": "held_out",
@@ -72,16 +75,17 @@ def record(config, values: dict[str, float], best_epoch: int = 30, epochs_run: i
         "best_epoch": best_epoch,
         "sample_counts": {"dataset": {"positive": 12, "negative": 30},
                           "fit_before_upsampling": {"positive": 10, "negative": 24},
-                          "fit_after_upsampling": {"positive": 10, "negative": 24}},
+                          "fit_after_upsampling": {"positive": after, "negative": 24}},
         "timings": {"fit_s": 1.0},
         "versions": {"hpc-radr": "0.1.0", "birdnet-analyzer": "2.4.0", "tensorflow": "2.21.0"},
         "environment": {"host": "test", "slurm": {}},
     }
 
 
-def build_run(small_data, folder, skip=(), fail=(), degenerate=(), chance=()):
+def build_run(small_data, folder, skip=(), fail=(), degenerate=(), chance=(), inert=()):
     """48 configurations (2 datasets x linear/smote x 0.0/1.0 x focal off/on x 3 seeds), 36 runs.
-    ``skip``/``fail``/``degenerate``/``chance`` name runs by (dataset, mode, ratio, focal, seed)."""
+    ``skip``/``fail``/``degenerate``/``chance``/``inert`` (upsampling added nothing) name runs by
+    (dataset, mode, ratio, focal, seed)."""
     sweep = write_sweep(folder, modes='["linear", "smote"]', ratios="[0.0, 1.0]", focal="[false, true]",
                         seeds="[1, 2, 3]", epochs=EPOCHS)
     manifest = prepare(sweep, folder / "run", small_data, None, dedupe=True, overrides={})
@@ -97,7 +101,7 @@ def build_run(small_data, folder, skip=(), fail=(), degenerate=(), chance=()):
         if key in chance:
             values["auprc"] = 0.15  # test prevalence is 24 / 124 = 0.19
         epochs = {"best_epoch": 1, "epochs_run": 6} if key in degenerate else {}
-        write_result(run_dir, config.run_id, record(config, values, **epochs))
+        write_result(run_dir, config.run_id, record(config, values, **epochs, upsampled=key not in inert))
     return manifest
 
 
@@ -341,3 +345,19 @@ def test_a_report_build_that_breaks_off_is_not_taken_for_current(small_data, tmp
         assert result.exit_code != 0
     data = _collect(manifest.run_dir.path)
     assert data["report_rebuilt"] and "missing" not in {w["kind"] for w in data["warnings"]}
+
+
+def test_upsampling_that_added_no_samples_is_named_not_applied_not_an_effect_of_zero(small_data, tmp_path):
+    """On a small real set, ratio 0.5 added nothing: the positives already reached int(max(pos, neg) x 0.5)."""
+    inert = [(dataset, "smote", 1.0, focal, seed) for dataset in DATASETS for focal in (False, True)
+             for seed in (1, 2, 3)]
+    manifest = build_run(small_data, tmp_path, inert=inert)
+    report = build_report(tmp_path / "run")
+    for entry in report.analysis.answer:
+        assert [e["remedy"] for e in entry["not_applied"]] == ["smote x1"]  # not "no clear recall gain"
+        assert [e["remedy"] for e in entry["no_gain"]] == []
+    warning = next(w for w in report.warnings if w["kind"] == "not_applied")
+    assert "smote x1" in warning["message"] and "smote x1 + focal loss" in warning["message"]
+    assert sorted(warning["indices"]) == sorted(c.index for c in manifest.configurations
+                                                if c.upsampling_mode == "smote" and c.upsampling_ratio == 1.0)
+    assert "not applied on this data" in report.html.read_text()

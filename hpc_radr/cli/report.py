@@ -21,6 +21,9 @@ def show_answer(content: dict) -> None:
                 f"{entry['n_remedies']}): {helps}")
         if entry["trade_off"]:
             line += f"; raise recall but may cost precision: {', '.join(e['remedy'] for e in entry['trade_off'])}"
+        if entry.get("not_applied"):  # reports built before this verdict existed have no such list
+            line += ("; not applied on this data (upsampling added no samples): "
+                     f"{', '.join(e['remedy'] for e in entry['not_applied'])}")
         console.print(line, markup=False, highlight=False)
     if content["warnings"]:
         kinds = sorted({w["kind"] for w in content["warnings"]})

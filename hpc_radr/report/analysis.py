@@ -34,6 +34,7 @@ VERDICTS = {
     "trade_off": "raises recall, may cost precision",
     "no_gain": "no clear recall gain",
     "undetermined": "undetermined (fewer than 2 seeds)",
+    "not_applied": "not applied on this data (upsampling added no samples)",
 }
 
 
@@ -68,12 +69,18 @@ def _collapse_mode(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def experiments(table: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs, one row per setting and seed (identical ratio-0.0 runs of a --literal sweep averaged)."""
-    columns = GRID_COLUMNS + ["seed", "run_id", "state", *SUMMARY_METRICS]
+    """Completed runs, one row per setting and seed (identical ratio-0.0 runs of a --literal sweep averaged).
+
+    ``upsampled``: whether BirdNET's upsampling added samples to that run. It adds none when the positives of
+    the training split already reach int(max(positives, negatives) x ratio); such a run trained exactly like
+    one without upsampling."""
+    columns = GRID_COLUMNS + ["seed", "run_id", "state", *SUMMARY_METRICS, "n_fit_positive",
+                              "n_fit_positive_upsampled"]
     done = table.reindex(columns=columns)
     done = done[done["state"] == "completed"].drop_duplicates("run_id")
-    grouped = _collapse_mode(done).groupby(GRID_COLUMNS + ["seed"], sort=False)[SUMMARY_METRICS]
-    return grouped.mean().reset_index()
+    done = done.assign(upsampled=done["n_fit_positive_upsampled"] > done["n_fit_positive"])
+    grouped = _collapse_mode(done).groupby(GRID_COLUMNS + ["seed"], sort=False)
+    return grouped[SUMMARY_METRICS].mean().join(grouped["upsampled"].any()).reset_index()
 
 
 def settings(manifest: Manifest) -> pd.DataFrame:
@@ -149,12 +156,26 @@ def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
         rows += _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
                              left, right)
     frame = _frame(rows, keys)
+    inert = set(_inert_settings(exp))
     verdicts = {}
     for (dataset, remedy), group in frame.groupby(["dataset", "remedy"], sort=False):
         by_metric = group.set_index("metric")
-        verdicts[(dataset, remedy)] = _verdict(by_metric.loc["recall"], by_metric.loc["precision"])
+        setting = tuple(by_metric.iloc[0][column] for column in GRID_COLUMNS)
+        if setting in inert and not setting[3]:  # upsampling alone, and it added nothing: no experiment was made
+            verdicts[(dataset, remedy)] = "not_applied"
+        else:
+            verdicts[(dataset, remedy)] = _verdict(by_metric.loc["recall"], by_metric.loc["precision"])
     frame["verdict"] = [verdicts[(d, r)] for d, r in zip(frame["dataset"], frame["remedy"], strict=True)]
     return frame
+
+
+def _inert_settings(exp: pd.DataFrame) -> list[tuple]:
+    """(dataset, mode, ratio, focal) of the upsampling settings that added no sample in any of their runs."""
+    upsampling = exp[exp["upsampling_ratio"] > 0]
+    if upsampling.empty:
+        return []
+    applied = upsampling.groupby(GRID_COLUMNS, sort=False)["upsampled"].any()
+    return [setting for setting, used in applied.items() if not used]
 
 
 def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
@@ -274,6 +295,19 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         else:
             warn("shared_runs", "ratio 0.0 rows of every mode were trained separately (--literal) but are the "
                                 "same experiment; the analysis averages them into one (mode 'none')", zero)
+    exp = experiments(table)
+    inert = _inert_settings(exp)
+    if inert:
+        described = "; ".join(f"{d} {label(m, r, f)}" for d, m, r, f in inert)
+        rows = table["upsampling_ratio"].gt(0) & pd.Series(
+            [(d, m, r, f) in set(inert) for d, m, r, f in zip(table["dataset"], table["upsampling_mode"],
+                                                             table["upsampling_ratio"], table["focal_loss"],
+                                                             strict=True)], index=table.index)
+        warn("not_applied", f"upsampling added no samples in {len(inert)} setting(s), in every seed: {described}. "
+                            "The positives of the training split already reached int(max(positives, negatives) x "
+                            "ratio), so these runs trained as without upsampling; their upsampling is reported as "
+                            "not applied, not as an effect of zero (with focal loss they measure focal loss alone)",
+             _indices(table, rows))
     if not (0.0 in grid.upsampling_ratios and False in grid.focal_loss):
         warn("no_baseline", "the grid has no baseline (ratio 0.0 with focal loss off): no effects against it")
     if "birdnet" in provenance["evaluation_protocols"]:
