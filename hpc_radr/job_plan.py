@@ -73,6 +73,14 @@ OPTIONS: dict[JobKind, dict[str, str]] = {
 }
 
 
+# The defaults of each kind (partition and GPUs are resolved in slurm_options); the command line shows these.
+DEFAULTS = {JobKind.train: Resources(None, 2, DEFAULT_MEM_GB, 60),
+            JobKind.embed: Resources(None, 2, DEFAULT_MEM_GB, 120),
+            JobKind.collect: Resources(None, 1, 2.0, 30)}
+DEFAULT_THROTTLE = 32
+_TRAIN, _EMBED, _COLLECT = DEFAULTS[JobKind.train], DEFAULTS[JobKind.embed], DEFAULTS[JobKind.collect]
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     """What users choose per submission, resolved per kind of job. Build it with ``slurm_options``."""
@@ -82,7 +90,7 @@ class SlurmOptions:
     collect: Resources
     account: str | None = None
     qos: str | None = None
-    array_parallelism: int = 32
+    array_parallelism: int = DEFAULT_THROTTLE
     runs_per_task: int | None = None  # None: 1, or more when a limit on submitted jobs requires it
     extra_sbatch: dict[str, str | bool] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)
@@ -92,11 +100,13 @@ class SlurmOptions:
         return {JobKind.embed: self.embed, JobKind.train: self.train, JobKind.collect: self.collect}[kind]
 
 
-def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = 2,
-                  mem_gb: float = DEFAULT_MEM_GB, time_min: int = 60, *, cpu_partition: str | None = None,
-                  embed_partition: str | None = None, embed_cpus: int = 2, embed_mem_gb: float = DEFAULT_MEM_GB,
-                  embed_time_min: int = 120, collect_partition: str | None = None, collect_cpus: int = 1,
-                  collect_mem_gb: float = 2.0, collect_time_min: int = 30, **site) -> SlurmOptions:
+def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = _TRAIN.cpus,
+                  mem_gb: float = _TRAIN.mem_gb, time_min: int = _TRAIN.time_min, *,
+                  cpu_partition: str | None = None, embed_partition: str | None = None,
+                  embed_cpus: int = _EMBED.cpus, embed_mem_gb: float = _EMBED.mem_gb,
+                  embed_time_min: int = _EMBED.time_min, collect_partition: str | None = None,
+                  collect_cpus: int = _COLLECT.cpus, collect_mem_gb: float = _COLLECT.mem_gb,
+                  collect_time_min: int = _COLLECT.time_min, **site) -> SlurmOptions:
     """Options from the command line's values, with the defaults resolved.
 
     ``gpus`` None: 1 on a training partition named like "gpu", else 0. CPU-only jobs (embedding, collect) go to
@@ -152,14 +162,6 @@ class JobPlan:
     def job_name(self, job: PlannedJob) -> str:
         return f"{self.sweep}-{job.kind.value}"
 
-    @property
-    def submitted_jobs(self) -> int:
-        """What Slurm counts against a limit on submitted jobs: every array task is one job."""
-        return sum(len(job.tasks) for job in self.jobs)
-
-    def job(self, name: str) -> PlannedJob:
-        return next(job for job in self.jobs if job.name == name)
-
 
 def one_line(what: str, value: str, allowed: str = "") -> str:
     """``value`` if it fits on one line of a job script; a newline there would end an ``#SBATCH`` line early and
@@ -177,11 +179,11 @@ def check_values(run_dir: str, options: SlurmOptions) -> None:
     if "\\" in run_dir:
         raise PlanError(f"run directory {run_dir!r} contains a backslash: sbatch reads it as an escape in "
                         "the log file names of #SBATCH lines; use a run directory without one")
-    partitions = {}  # a partition inherited from --partition is named as --partition
+    option_of: dict[str | None, str] = {}  # a partition inherited from --partition is named as --partition
     for kind in (JobKind.train, JobKind.embed, JobKind.collect):
-        partitions.setdefault(options.resources(kind).partition, OPTIONS[kind]["partition"].split()[0])
-    partitions = [(what, value) for value, what in partitions.items()]
-    for what, value in (*partitions, ("--account", options.account), ("--qos", options.qos),
+        option_of.setdefault(options.resources(kind).partition, OPTIONS[kind]["partition"].split()[0])
+    for what, value in (*((what, value) for value, what in option_of.items()), ("--account", options.account),
+                        ("--qos", options.qos),
                         *((f"--sbatch {key}", value) for key, value in options.extra_sbatch.items()
                           if isinstance(value, str))):
         if value:

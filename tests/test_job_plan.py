@@ -11,6 +11,7 @@ from conftest import write_sweep
 
 from hpc_radr.executors import slurm
 from hpc_radr.executors.sbatch_scripts import SUBMIT_ALL, render_plan, script_name
+from hpc_radr.executors.slurm_site import SiteUnreadable, parse_config, parse_limit
 from hpc_radr.job_plan import JobKind, PlanError, plan_jobs, slurm_options
 from hpc_radr.submission import prepare
 
@@ -28,6 +29,11 @@ def lanes(plan) -> dict[str, tuple[int, int]]:
         throttle, tasks = found.get(lane, (0, 0))
         found[lane] = (max(throttle, job.throttle), tasks + len(job.tasks))
     return found
+
+
+def submitted_jobs(plan) -> int:
+    """What Slurm counts against a limit on submitted jobs: every array task is one job."""
+    return sum(len(job.tasks) for job in plan.jobs)
 
 
 def running_at_most(plan) -> int:
@@ -56,10 +62,10 @@ def test_the_measured_case_of_three_arrays_no_longer_runs_68_tasks_at_once():
 
 def test_a_submit_limit_packs_runs_into_fewer_tasks():
     plan = plan_jobs("s", ["a", "b", "test"], RUNS, slurm_options(), 1001, submit_limit=30)
-    assert plan.submitted_jobs <= 30 and plan.runs_per_task == 4  # 3 embeds + collect leave 26 tasks: 84 / 26
+    assert submitted_jobs(plan) <= 30 and plan.runs_per_task == 4  # 3 embeds + collect leave 26 tasks: 84 / 26
     assert [run for job in plan.jobs if job.is_array for run in job.runs] == RUNS
     free = plan_jobs("s", ["a"], RUNS, slurm_options(), 1001, submit_limit=None)
-    assert free.runs_per_task == 1 and free.submitted_jobs == 86
+    assert free.runs_per_task == 1 and submitted_jobs(free) == 86
 
 
 def test_a_submit_limit_that_cannot_be_met_is_refused_with_the_fix():
@@ -129,7 +135,24 @@ def test_submit_and_scripts_request_the_same_jobs_with_the_same_resources(small_
         line = next(line for line in submit_all.splitlines()
                     if line.endswith(f"{script_name(job)})") and "=$(sbatch" in line)
         named = {variables[v] for v in re.findall(r"\$\{(\w+)\}", line)}
-        assert named == {script_name(plan.job(name)) for name in wanted}, job.name
+        assert named == {script_name(next(j for j in plan.jobs if j.name == name)) for name in wanted}, job.name
         assert ("kill-on-invalid-dep" in ours) == ("--kill-on-invalid-dep=yes" in line)
     assert sbatch_options(through_submitit["embed:test"])["partition"] == "cpu"
     assert sbatch_options(through_submitit["train:0"])["gpus-per-node"] == "1"
+
+
+# Recorded on the project's test cluster (Slurm 22.05) started with --qos-max-submit 5, and with --no-accounting.
+ASSOCIATIONS = "normal|\nnormal|\n"  # sacctmgr -n -P show assoc user=root format=DefaultQOS,MaxSubmit
+QOS_TABLE = "normal|\nlimited|5\n"  # sacctmgr -n -P show qos format=Name,MaxSubmitPU
+CONFIG = "AccountingStorageType   = accounting_storage/slurmdbd\nMaxArraySize            = 1001\n"
+CONFIG_NO_ACCOUNTING = "AccountingStorageType   = accounting_storage/none\nMaxArraySize            = 40\n"
+
+
+def test_the_clusters_limits_are_read_from_recorded_output():
+    assert parse_config(CONFIG) == (1001, True) and parse_config(CONFIG_NO_ACCOUNTING) == (40, False)
+    assert parse_limit(ASSOCIATIONS, QOS_TABLE, "limited") == 5
+    assert parse_limit(ASSOCIATIONS, QOS_TABLE, None) is None  # the default QOS has no limit
+    assert parse_limit("limited|\n", QOS_TABLE, None) == 5  # ... unless it is the limited one
+    assert parse_limit("normal|3\n", QOS_TABLE, "limited") == 3  # the association's own limit is smaller
+    with pytest.raises(SiteUnreadable, match="MaxArraySize"):
+        parse_config("ClusterName = x\n")

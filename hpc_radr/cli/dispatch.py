@@ -12,14 +12,13 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from hpc_radr.cli.output import console, emit_json, fail, print_error
-
-if TYPE_CHECKING:
-    from hpc_radr.job_plan import SlurmOptions
+from hpc_radr.job_plan import DEFAULT_THROTTLE, DEFAULTS, JobKind, SlurmOptions
+from hpc_radr.job_plan import slurm_options as resolve
 
 
 class ExecutorName(str, Enum):
@@ -36,6 +35,8 @@ Force = Annotated[bool, typer.Option("--force", help="Retrain runs that already 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Slurm: print the sbatch scripts and chain; submit nothing.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
 
+_TRAIN, _EMBED, _COLLECT = DEFAULTS[JobKind.train], DEFAULTS[JobKind.embed], DEFAULTS[JobKind.collect]
+
 # The Slurm options of `submit`, `resubmit` and `scripts`, declared once: name -> (type with its option, default).
 # Training tasks take the plain names; embedding and collect jobs (CPU only) have their own.
 SLURM_OPTIONS: dict[str, tuple[object, object]] = {
@@ -45,32 +46,37 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "gpus": (Annotated[int | None, typer.Option(
         "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")],
         None),
-    "cpus": (Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")], 2),
-    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per training task in GB.")], 4.0),
+    "cpus": (Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")], _TRAIN.cpus),
+    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per training task in GB.")],
+        _TRAIN.mem_gb),
     "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per training task (minutes).")],
-                 60),
+                 _TRAIN.time_min),
     "cpu_partition": (Annotated[str | None, typer.Option(
         "--cpu-partition", help="Partition of the CPU-only jobs (embedding, collect) [default: --partition].")],
         None),
     "embed_partition": (Annotated[str | None, typer.Option(
         "--embed-partition", help="Partition of the embedding jobs [default: --cpu-partition].")], None),
     "embed_cpus": (Annotated[int, typer.Option("--embed-cpus", min=1,
-                                               help="CPUs per embedding job (one extraction worker each).")], 2),
+                                               help="CPUs per embedding job (one extraction worker each).")],
+                                                   _EMBED.cpus),
     "embed_mem_gb": (Annotated[float, typer.Option("--embed-mem-gb", min=0.5,
-                                                   help="Memory per embedding job in GB.")], 4.0),
+                                                   help="Memory per embedding job in GB.")], _EMBED.mem_gb),
     "embed_time_min": (Annotated[int, typer.Option("--embed-time-min", min=1,
-                                                   help="Time limit per embedding job (minutes).")], 120),
+                                                   help="Time limit per embedding job (minutes).")], _EMBED.time_min),
     "collect_partition": (Annotated[str | None, typer.Option(
         "--collect-partition", help="Partition of the collect job [default: --cpu-partition].")], None),
-    "collect_cpus": (Annotated[int, typer.Option("--collect-cpus", min=1, help="CPUs of the collect job.")], 1),
+    "collect_cpus": (Annotated[int, typer.Option("--collect-cpus", min=1, help="CPUs of the collect job.")],
+        _COLLECT.cpus),
     "collect_mem_gb": (Annotated[float, typer.Option("--collect-mem-gb", min=0.5,
-                                                     help="Memory of the collect job in GB.")], 2.0),
+                                                     help="Memory of the collect job in GB.")], _COLLECT.mem_gb),
     "collect_time_min": (Annotated[int, typer.Option("--collect-time-min", min=1,
-                                                     help="Time limit of the collect job (minutes).")], 30),
+                                                     help="Time limit of the collect job (minutes).")],
+                                                         _COLLECT.time_min),
     "account": (Annotated[str | None, typer.Option("--account", help="Slurm account.")], None),
     "qos": (Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")], None),
     "throttle": (Annotated[int, typer.Option("--array-parallelism", min=1,
-                                             help="At most this many training tasks at once, over all arrays.")], 32),
+                                             help="At most this many training tasks at once, over all arrays.")],
+                 DEFAULT_THROTTLE),
     "runs_per_task": (Annotated[int | None, typer.Option(
         "--runs-per-task", min=1, help="Runs trained one after another by each array task [default: 1, more when "
         "the cluster limits how many jobs you may submit].")], None),
@@ -109,10 +115,8 @@ def with_slurm_options() -> Callable[[Callable], Callable]:
     return decorate
 
 
-def slurm_options(throttle: int = 32, sbatch: list[str] = [], **values) -> SlurmOptions:
+def slurm_options(throttle: int = DEFAULT_THROTTLE, sbatch: list[str] = [], **values) -> SlurmOptions:
     """SlurmOptions from the command line's values; a malformed --sbatch flag is refused here (exit 2)."""
-    from hpc_radr.job_plan import slurm_options as resolve
-
     extra: dict[str, str | bool] = {}
     for item in sbatch:
         key, sep, value = item.partition("=")
@@ -120,9 +124,8 @@ def slurm_options(throttle: int = 32, sbatch: list[str] = [], **values) -> Slurm
         if not key or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", key):
             fail(f"--sbatch {item!r}: expected KEY=VALUE or KEY, e.g. constraint=a100 or hold")
         extra[key] = value if sep else True
-    site = {name: values.pop(name) for name in ("account", "qos", "runs_per_task") if name in values}
     setup = list(values.pop("setup", []))
-    return resolve(**values, **site, array_parallelism=throttle, extra_sbatch=extra, setup=setup)
+    return resolve(**values, array_parallelism=throttle, extra_sbatch=extra, setup=setup)
 
 
 def choose(executor: ExecutorName, partition: str | None) -> ExecutorName:
