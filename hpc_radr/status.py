@@ -112,13 +112,18 @@ def _without_record(run_dir: RunDir, key: Key, live: bool, accounting: bool) -> 
     return f"{ended.value.upper()} (accounting is off; from the task's own files)"
 
 
+def _raw_state(view: slurm_state.SchedulerView, run_dir: RunDir, key: Key) -> str | None:
+    """Slurm's word for one task, or what stands in for it when Slurm does not list the task."""
+    return view.states.get(key) or _without_record(run_dir, key, key[1] is not None and key[0] in view.jobs,
+                                                   view.accounting)
+
+
 def _job_status(entry: dict, view: slurm_state.SchedulerView, run_dir: RunDir) -> JobStatus:
     keys = [(entry["job_id"], k) for k in range(len(entry["tasks"]))] if entry["array"] else [(entry["job_id"], None)]
-    live = any(job == entry["job_id"] for job, _ in view.states)
     counts: Counter = Counter()
     waiting = []
     for key in keys:
-        raw = view.states.get(key) or _without_record(run_dir, key, live and entry["array"], view.accounting)
+        raw = _raw_state(view, run_dir, key)
         state = slurm_state.normalize(raw) if raw is not None else State.unknown
         counts[state] += 1
         if raw is not None and state is State.pending and raw.endswith(")") and "(" in raw:
@@ -153,16 +158,8 @@ def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm
             view = query([entry["job_id"] for entry in entries])
         except slurm_state.SchedulerUnavailable as err:
             problems.append(f"Slurm states unknown: {err}")
-    seen = {job for job, _ in view.states} if view else set()
-
-    def raw_state(key: Key, array: bool) -> str | None:
-        if view is None:
-            return None
-        return view.states.get(key) or _without_record(manifest.run_dir, key, key[0] in seen and array,
-                                                       view.accounting)
-
-    for entry in (entry for entry in entries if entry["kind"] == "embed"):
-        raw = raw_state((entry["job_id"], None), False)
+    for entry in (entry for entry in entries if entry["kind"] == "embed" and view is not None):
+        raw = _raw_state(view, manifest.run_dir, (entry["job_id"], None))
         if raw and slurm_state.normalize(raw) not in (*ACTIVE, State.completed):
             problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
                             f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
@@ -171,7 +168,7 @@ def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm
         outcome = states[config.run_id]
         state, error, log = outcome.state, outcome.error, outcome.log
         job = tasks.get(config.run_id)
-        raw = raw_state(job, job[1] is not None) if job else None
+        raw = _raw_state(view, manifest.run_dir, job) if job and view is not None else None
         if job and raw is None and state is not State.completed and view is not None:
             error = error or "no Slurm record yet (accounting lists ended jobs a few seconds late)"
         if raw and state is not State.completed:

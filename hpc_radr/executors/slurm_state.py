@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 
 from hpc_radr.errors import HpcRadrError
 from hpc_radr.results import State
@@ -78,6 +79,11 @@ class SchedulerView:
 
     states: dict[tuple[str, int | None], str]
     accounting: bool
+
+    @cached_property
+    def jobs(self) -> frozenset[str]:
+        """The job ids Slurm still lists (any of their tasks)."""
+        return frozenset(job for job, _ in self.states)
 
 
 def accounting_disabled(sacct_stderr: str) -> bool:
