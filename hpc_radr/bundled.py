@@ -20,10 +20,6 @@ def template(name: str) -> Path:
     return Path(str(resources.files("hpc_radr.sbatch_templates") / name))
 
 
-def example_sweeps() -> list[Path]:
-    return sorted(Path(str(p)) for p in resources.files("hpc_radr.jobs").iterdir() if p.name.endswith(".toml"))
-
-
 def default_sweep() -> Path:
     """``jobs/imbalance_regularization.toml`` where the working directory has one (a checkout, or a copy the
     user edits), else the example that ships with the package."""
