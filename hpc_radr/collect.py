@@ -11,7 +11,7 @@ import pandas as pd
 
 from hpc_radr.atomic import write_atomic
 from hpc_radr.manifest import Manifest, load
-from hpc_radr.results import TEST_METRICS, run_states
+from hpc_radr.results import TEST_METRICS, run_states, unused_gpu
 from hpc_radr.run_dir import RunDir
 
 GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
@@ -52,6 +52,7 @@ def _row(record: dict) -> dict:
         "slurm_job_id": environment.get("slurm", {}).get("SLURM_JOB_ID"),
         "gpu_granted": gpus.get("SLURM_JOB_GPUS"),  # what Slurm gave the task (None: no GPU asked for)
         "trained_on": "GPU:0" if gpus.get("tensorflow") else "CPU",
+        "unused_gpu": unused_gpu(record),  # given a GPU, trained on the CPU
         "versions": json.dumps(record.get("versions", {}), sort_keys=True),  # the software that trained it
     }
 

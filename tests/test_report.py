@@ -361,3 +361,16 @@ def test_upsampling_that_added_no_samples_is_named_not_applied_not_an_effect_of_
     assert sorted(warning["indices"]) == sorted(c.index for c in manifest.configurations
                                                 if c.upsampling_mode == "smote" and c.upsampling_ratio == 1.0)
     assert "not applied on this data" in report.html.read_text()
+
+
+def test_runs_that_held_a_gpu_but_trained_on_the_cpu_are_named(small_data, tmp_path):
+    manifest = build_run(small_data, tmp_path)
+    run_dir = RunDir(tmp_path / "run")
+    held = manifest.runs[0]
+    record = json.loads(run_dir.result(held.run_id).read_text())
+    record["gpus"] = {"SLURM_JOB_GPUS": "1", "CUDA_VISIBLE_DEVICES": "1", "tensorflow": [], "trained_on": "CPU"}
+    write_result(run_dir, held.run_id, {k: v for k, v in record.items() if k not in ("schema", "run_id")})
+    report = build_report(tmp_path / "run")
+    warning = next(w for w in report.warnings if w["kind"] == "unused_gpu")
+    assert held.run_id in warning["message"] and "--gpus-per-task 0" in warning["message"]
+    assert warning["indices"] == [c.index for c in manifest.configurations if c.run_id == held.run_id]

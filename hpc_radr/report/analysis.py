@@ -272,8 +272,8 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         rows_of = done.groupby("run_id", sort=False)["index"].agg(list)  # a run's rows (ratio-0.0 twins)
         for kind, run_id, message in _run_warnings(done, manifest.sweep.training.epochs):
             warn(kind, message, [int(i) for i in rows_of[run_id]])
-        if "gpu_granted" in done:  # results written before devices were recorded have no such column
-            on_cpu = done[done["gpu_granted"].notna() & (done["gpu_granted"] != "") & (done["trained_on"] == "CPU")]
+        if "unused_gpu" in done:  # tables merged before devices were recorded have no such column
+            on_cpu = done[done["unused_gpu"].eq(True)]
             if len(on_cpu):
                 warn("unused_gpu", unused_gpu_warning(list(dict.fromkeys(on_cpu["run_id"]))),
                      [int(i) for i in on_cpu["index"]])
