@@ -21,6 +21,8 @@ from hpc_radr.errors import HpcRadrError
 
 UpsamplingMode = Literal["linear", "mean", "smote", "repeat"]
 EvaluationProtocol = Literal["held_out", "birdnet"]
+# "fast": hpc_radr.birdnet.upsampling, the same arrays as BirdNET's without its quadratic smote; "birdnet": its own.
+UpsamplingImplementation = Literal["fast", "birdnet"]
 
 
 class SweepError(HpcRadrError, ValueError):
@@ -107,6 +109,7 @@ class TrainingSettings(_Strict):
     crop_mode: Literal["center", "first", "segments", "smart"] = "center"
     overlap: float = Field(0.0, ge=0, lt=3)
     evaluation: EvaluationProtocol = "held_out"
+    upsampling_implementation: UpsamplingImplementation = "fast"
 
 
 class DataSpec(_Strict):

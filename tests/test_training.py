@@ -52,6 +52,10 @@ def test_upsampling_really_adds_positives(trained_run):
             assert after == before
         else:  # BirdNET raises positives to int(max(pos, neg) * ratio); here negatives outnumber positives
             assert after["positive"] == int(max(before["positive"], before["negative"]) * ratio) > before["positive"]
+        upsampled = record["upsampling"]  # the default, fast implementation; never called at ratio 0.0
+        assert upsampled["implementation"] == "fast" and upsampled["called"] == (ratio > 0)
+        assert upsampled.get("synthetic", 0) == after["positive"] - before["positive"]
+        assert (record["timings"]["upsample_s"] > 0) == (ratio > 0)
 
 
 def test_ratio_zero_configurations_share_one_run(trained_run):

@@ -2,7 +2,9 @@
 
 Uses BirdNET's own ``build_linear_classifier``, ``train_linear_classifier`` (upsampling, focal loss, early
 stopping) and ``evaluate_model``. Replaced: BirdNET's save step (it needs the full V2.4 SavedModel, which is
-not available offline, and fails before evaluation); the trained head is exported to TFLite instead.
+not available offline, and fails before evaluation); the trained head is exported to TFLite instead. Unless the
+sweep asks for BirdNET's own (``upsampling_implementation = "birdnet"``), its ``model.upsampling`` is replaced
+for the fit by ``hpc_radr.birdnet.upsampling``, which returns the same arrays without the quadratic smote.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hpc_radr.atomic import plain, write_atomic
+from hpc_radr.birdnet import upsampling as fast
 from hpc_radr.embedding_cache import Embeddings
 from hpc_radr.sweep import Configuration, TrainingSettings
 
@@ -25,9 +28,13 @@ def _counts(y: np.ndarray) -> dict[str, int]:
 
 
 @contextmanager
-def _observe_split_and_upsampling(model_module) -> Iterator[dict]:
-    """Record the sample counts BirdNET trains on: after its validation split and after upsampling."""
+def _observe_split_and_upsampling(model_module, implementation: str, seed: int) -> Iterator[tuple[dict, dict]]:
+    """Run the chosen upsampling in BirdNET's place and record the sample counts BirdNET trains on (after its
+    validation split and after upsampling) and what upsampling did: which implementation, the samples it added,
+    its seconds, and for the fast smote the anchors whose ties needed BirdNET's full sort. ``seed``: BirdNET's
+    ``cfg.RANDOM_SEED``."""
     seen: dict = {}
+    upsampled: dict = {"implementation": implementation, "called": False}
     split, upsample = model_module.random_split, model_module.upsampling
 
     def recording_split(x, y, val_ratio=0.2):
@@ -38,13 +45,21 @@ def _observe_split_and_upsampling(model_module) -> Iterator[dict]:
 
     def recording_upsampling(x, y, ratio=0.5, mode="repeat"):
         seen.setdefault("fit_before_upsampling", _counts(y))
-        x_up, y_up = upsample(x, y, ratio, mode)
+        started = time.perf_counter()
+        if implementation == "fast":
+            stats = fast.UpsamplingStats()
+            x_up, y_up = fast.upsampling(x, y, ratio, mode, seed=seed, stats=stats)
+            upsampled.update(anchors=stats.anchors, fallback_anchors=stats.fallback_anchors,
+                             fallback_samples=stats.fallback_samples)
+        else:
+            x_up, y_up = upsample(x, y, ratio, mode)
+        upsampled.update(called=True, seconds=time.perf_counter() - started, synthetic=len(y_up) - len(y))
         seen["fit_after_upsampling"] = _counts(y_up)
         return x_up, y_up
 
     model_module.random_split, model_module.upsampling = recording_split, recording_upsampling
     try:
-        yield seen
+        yield seen, upsampled
     finally:
         model_module.random_split, model_module.upsampling = split, upsample
 
@@ -72,7 +87,8 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
     started = time.perf_counter()
     classifier = bn_model.build_linear_classifier(train.y.shape[1], train.x.shape[1],
                                                   settings.hidden_units, settings.dropout)
-    with _observe_split_and_upsampling(bn_model) as counts:
+    with _observe_split_and_upsampling(bn_model, settings.upsampling_implementation, config.seed) as (
+            counts, upsampled):
         classifier, history = bn_model.train_linear_classifier(
             classifier, train.x, train.y, *validation,
             epochs=settings.epochs,
@@ -87,7 +103,8 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
             focal_loss_gamma=settings.focal_loss_gamma,
             focal_loss_alpha=settings.focal_loss_alpha,
         )
-    timings["fit_s"] = time.perf_counter() - started
+    timings["fit_s"] = time.perf_counter() - started  # upsampling included
+    timings["upsample_s"] = upsampled.pop("seconds", 0.0)  # 0.0: never called (ratio 0.0)
 
     counts["dataset"] = _counts(train.y)
     counts.setdefault("fit_before_upsampling", counts["dataset"])
@@ -133,6 +150,7 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
         "best_epoch": best + 1,
         "history": {k: list(v) for k, v in history.history.items()},
         "sample_counts": counts,
+        "upsampling": upsampled,
         "timings": timings,
     })
 
