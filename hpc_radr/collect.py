@@ -48,6 +48,9 @@ def _row(record: dict) -> dict:
         "n_test_negative": record["test"]["n_negative"],
         "evaluation_protocol": record["evaluation_protocol"],
         "fit_seconds": record["timings"]["fit_s"],
+        "upsample_seconds": record["timings"].get("upsample_s"),  # part of fit_seconds; None: not recorded
+        # results from before the setting existed were all upsampled by BirdNET's own function
+        "upsampling_implementation": record.get("upsampling", {}).get("implementation", "birdnet"),
         "host": environment.get("host"),
         "slurm_job_id": environment.get("slurm", {}).get("SLURM_JOB_ID"),
         "gpu_granted": gpus.get("SLURM_JOB_GPUS"),  # what Slurm gave the task (None: no GPU asked for)

@@ -62,6 +62,8 @@ def test_summary_over_seeds_matches_the_rows(trained_run, tmp_path):
                         & (found.table.upsampling_ratio == 1.0)]
     assert row.auprc_mean == pytest.approx(seeds.auprc.mean())
     assert row.recall_std == pytest.approx(seeds.recall.std())
+    assert (seeds.upsampling_implementation == "fast").all()
+    assert (0 < seeds.upsample_seconds).all() and (seeds.upsample_seconds < seeds.fit_seconds).all()
 
 
 def test_status_reports_each_state_with_the_error(mixed_run):
