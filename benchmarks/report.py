@@ -89,16 +89,18 @@ def markdown(results: dict) -> str:
              f"Machine: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gb']} GB RAM, "
              f"{m['os']}, Python {m['python']}; load average at start {load}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-             f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", "",
-             f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
-             f"{results['numba_cache_dir']} (warm, shared by both sides).", "",
-             "CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
-             "\"Other load\": CPU-seconds other processes used on the machine meanwhile (inflates wall times).", ""]
+             f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", ""]
+    if set(s) - {"upsampling"}:
+        lines += [f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
+                  f"{results['numba_cache_dir']} (warm, shared by both sides).", ""]
+    lines += ["CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
+              "\"Other load\": CPU-seconds other processes used on the machine meanwhile (inflates wall times).", ""]
     rows = [[t["target"], f"{_f(t['value'])} {t['unit']}".strip(),
              f"{'>=' if 'naive' in t['target'] else '<=' if 'floor' in t['target'] else '<'} {t['limit']}"
              if not isinstance(t["limit"], bool) else "yes", {True: "met", False: "NOT met", None: "-"}[t["met"]]]
             for t in targets(results)]
-    lines += ["## Targets", ""] + _table(["target", "measured", "target", ""], rows)
+    if rows:
+        lines += ["## Targets", ""] + _table(["target", "measured", "target", ""], rows)
 
     sweep, naive = s.get("sweep"), s.get("naive")
     if sweep:
@@ -220,9 +222,41 @@ def markdown(results: dict) -> str:
                         [[name, _f(d["max_rss_mb"], 0), _f(d["tree_peak_pss_mb"], 0), _f(d["tree_peak_rss_mb"], 0),
                           d["tree_peak_processes"], _f(d["cpu_s"], 1), _f(d["wall_s"], 1)]
                          for name, d in mem.items()])
+    if s.get("upsampling"):
+        lines += _upsampling(s["upsampling"])
     lines += ["## Time per section", ""]
     lines += _table(["section", "minutes"], [[k, _f(v / 60, 1)] for k, v in results["section_seconds"].items()])
     return "\n".join(lines)
+
+
+def _upsampling(up: dict) -> list[str]:
+    """BirdNET's own upsampling against hpc-radr's, per size and mode."""
+    lines = ["## Upsampling: BirdNET's own against hpc-radr's (the same arrays)", "",
+             f"BirdNET-Analyzer 2.4's `model.upsampling(x, y, {up['ratio']}, mode)` against "
+             f"`hpc_radr.birdnet.upsampling`, seed {up['seed']}, on random {up['dim']}-d float32 embeddings "
+             f"(positives shifted by {up['shift']}: the classes overlap). Wall seconds: median of the runs in "
+             "brackets (a call is repeated only while its runs stay under 20 s). CPU-s include the BLAS threads "
+             "of the fast smote's matrix products. \"Identical\": `np.array_equal` on x and y, same dtype. "
+             f"BirdNET's smote above {up['birdnet_smote_max']:,} samples is not run; its time is estimated as "
+             "synthetic samples x the time of BirdNET's neighbour search, measured on sampled anchors (whose "
+             "neighbours are compared with the fast search's).", ""]
+    rows = []
+    for r in up["rows"]:
+        own, fast = r.get("birdnet"), r["fast"]
+        if own:
+            birdnet = [f"{_f(own['wall_s'])} ({own['runs']})", _f(own["cpu_s"]), _f(own["other_load_cpu_s"], 1)]
+            same = _f(r["identical"])
+        else:
+            estimate = r["birdnet_estimate"]
+            birdnet = [f"~{_f(estimate['wall_s'], 0)} (estimated)", "-", "-"]
+            same = f"neighbours of {estimate['sampled_anchors']} anchors: {_f(estimate['neighbours_identical'])}"
+        ties = f"{r['fallback_anchors']} of {r['anchors']:,}" if r["mode"] == "smote" else "-"
+        rows.append([f"{r['samples']:,}", f"{r['positives']:,}", r["mode"], f"{r['synthetic']:,}", *birdnet,
+                     f"{_f(fast['wall_s'], 3)} ({fast['runs']})", _f(fast["cpu_s"], 3), f"{_f(r['speedup'], 1)}x",
+                     same, ties])
+    return lines + _table(["samples", "positives", "mode", "synthetic", "BirdNET wall s", "BirdNET CPU-s",
+                           "other load CPU-s", "fast wall s", "fast CPU-s", "speed-up (wall)", "identical",
+                           "anchors with ties (BirdNET's sort)"], rows)
 
 
 def write_report(results: dict, out: Path) -> tuple[Path, Path]:

@@ -11,6 +11,8 @@ Sections (all by default; ``--sections`` picks some):
             proof that none imports TensorFlow
   scale     `status` on a 1,000-task array from recorded sacct/squeue output; `collect` on 10,000 results
   memory    peak memory of a training task and of an extraction task
+  upsampling  BirdNET's own upsampling against hpc-radr's exact fast one, per mode, at 2,200 / 11,000 / 27,000
+            random embeddings (benchmarks/upsampling.py; BirdNET's smote at 11,000 alone takes minutes)
 
 Writes OUT/latest.json and OUT/latest.md. CPU-seconds (the kernel's accounting of every process of a command's
 tree) are the primary figure; wall times are reported beside them with the CPU other users spent meanwhile.
@@ -34,7 +36,8 @@ from benchmarks.report import write_report
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "jobs" / "imbalance_regularization.toml"
 CONFIGURATIONS = 108
-SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory")
+SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory", "upsampling")
+NEED_DEMO_DATA = {"sweep", "naive", "memory"}
 
 
 def log(message: str) -> None:
@@ -344,6 +347,13 @@ def section_memory(ctx: dict) -> dict:
     return result
 
 
+def section_upsampling(ctx: dict) -> dict:
+    out, progress = ctx["work"] / "upsampling.json", ctx["work"] / "upsampling.log"
+    log(f"upsampling: BirdNET's own against hpc-radr's, every mode, 3 sizes (minutes: BirdNET's smote); {progress}")
+    done = measure.run([python(), "-m", "benchmarks.upsampling", out], env=ctx["env"], cwd=REPO, log=progress)
+    return {**json.loads(out.read_text()), "measured": done.as_dict()}
+
+
 LARGE_SAMPLES = 15_000  # a large real dataset (BirdNET's per-epoch cost was measured at 3,000 and 15,000)
 
 
@@ -415,8 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     from hpc_radr.demo_data import generate
 
-    log(f"generating the synthetic demo data ({size}) in {work / 'data'}")
-    ctx["data"] = generate(work / "data", size)
+    if NEED_DEMO_DATA & set(sections):
+        log(f"generating the synthetic demo data ({size}) in {work / 'data'}")
+        ctx["data"] = generate(work / "data", size)
     results: dict = {"machine": about, "quick": args.quick, "demo_size": size.__dict__, "epochs": ctx["epochs"],
                      "numba_cache_dir": ctx["env"]["NUMBA_CACHE_DIR"], "sections": {}, "section_seconds": {}}
     for name in SECTIONS:
@@ -433,8 +444,10 @@ def main(argv: list[str] | None = None) -> None:
             found = section_cli(ctx)
         elif name == "scale":
             found = section_scale(ctx)
-        else:
+        elif name == "memory":
             found = section_memory(ctx)
+        else:
+            found = section_upsampling(ctx)
         results["sections"][name] = found
         results["section_seconds"][name] = time.perf_counter() - began
     results["total_seconds"] = time.perf_counter() - started
