@@ -1,7 +1,7 @@
 """BirdNET-Analyzer 2.4's binary ``model.upsampling``, bit for bit, without its quadratic smote (pure numpy).
 
 BirdNET's smote computes, for every synthetic sample, the distance from its anchor positive to every training
-sample and sorts all of them: (synthetic samples) x (training samples) x 1024, 214 s at 11,000 samples. Its other
+sample and sorts all of them: (synthetic samples) x (training samples) x 1024, 173-214 s at 11,000. Its other
 modes call ``np.where`` over the labels once per synthetic sample. This module returns the same arrays (values,
 dtype, order) and draws the same random numbers, for every mode, ratio and seed.
 
@@ -18,8 +18,9 @@ Why it is exact:
   ``np.mean(x[pair], axis=0)``, ``alpha * x[i] + (1 - alpha) * x[j]``, ``x[a] + weight * (x[n] - x[a])``),
   stacked with the same ``np.vstack`` and permuted by the same shuffle.
 * **Neighbours.** BirdNET's neighbours of anchor ``a`` are ``argsort(d)[1:6]`` with
-  ``d = np.sqrt(np.sum((x - x[a]) ** 2, axis=1))``. Row ``j`` of ``d`` depends only on rows ``j`` and ``a``, so
-  BirdNET's formula on a subset of rows gives the same values. If the values at sorted positions 1..5 each occur
+  ``d = np.sqrt(np.sum((x - x[a]) ** 2, axis=1))``. Row ``j`` of ``d`` depends only on rows ``j`` and ``a`` (numpy
+  sums each row of a C-contiguous array alone, in one order; the tests check it), so BirdNET's formula on a subset
+  of rows gives the same values. If the values at sorted positions 1..5 each occur
   once in ``d``, every correct sort puts the same elements there (with ties, numpy's unstable sort decides, on the
   whole array). So: float64 matrix products give every squared distance with a proven error bound; with the
   error bound of BirdNET's own float computation this gives an interval ``[lo_j, hi_j]`` that holds ``d_j``.
