@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pandas as pd
 
 from hpc_radr.atomic import write_atomic
 from hpc_radr.manifest import Manifest, load
-from hpc_radr.results import TEST_METRICS, run_states, unused_gpu
+from hpc_radr.operating_points import columns, operating_points
+from hpc_radr.results import TEST_METRICS, RunScores, read_result, run_scores, run_states, unused_gpu
 from hpc_radr.run_dir import RunDir
+from hpc_radr.sweep import AnalysisSettings
 
 GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
 SUMMARY_METRICS = ["auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt"]
@@ -28,7 +31,7 @@ class Collected:
     files: list[str]
 
 
-def _row(record: dict) -> dict:
+def _row(record: dict, analysis: AnalysisSettings) -> dict:
     counts = record["sample_counts"]
     environment = record.get("environment", {})
     gpus = record.get("gpus") or {}
@@ -57,15 +60,34 @@ def _row(record: dict) -> dict:
         "trained_on": "GPU:0" if gpus.get("tensorflow") else "CPU",
         "unused_gpu": unused_gpu(record),  # given a GPU, trained on the CPU
         "versions": json.dumps(record.get("versions", {}), sort_keys=True),  # the software that trained it
+        **_operating_points(record, analysis),
     }
+
+
+def operating_point_columns(analysis: AnalysisSettings) -> list[str]:
+    """The columns computed from per-clip scores, in the order rows carry them."""
+    return ["scores_kept", "validation_scores_from", *columns(analysis.precision_targets, analysis.recall_targets)]
+
+
+def _operating_points(record: dict, analysis: AnalysisSettings) -> dict:
+    """Operating-point metrics from the run's per-clip scores; NaN (marked scores_kept False) for a result
+    written before scores were kept, so older run directories still collect."""
+    scores = run_scores(record)
+    if scores is None:
+        return {column: math.nan for column in operating_point_columns(analysis)} | {
+            "scores_kept": False, "validation_scores_from": None}
+    return {"scores_kept": True, "validation_scores_from": scores.validation_source,
+            **operating_points(scores, analysis.precision_targets, analysis.recall_targets)}
 
 
 def merge(manifest: Manifest) -> tuple[pd.DataFrame, list[str]]:
     """One row per configuration (duplicates share their run's metrics); state says which rows have metrics."""
     metrics: dict[str, dict] = {}
 
+    analysis = manifest.sweep.analysis
+
     def keep(run_id: str, record: dict) -> None:
-        metrics[run_id] = _row(record)
+        metrics[run_id] = _row(record, analysis)
 
     states, problems = run_states(manifest.run_dir, (c.run_id for c in manifest.runs), keep)  # each file once
     rows = []
@@ -75,6 +97,18 @@ def merge(manifest: Manifest) -> tuple[pd.DataFrame, list[str]]:
         rows.append({**vars(config), "state": outcome.state.value, "error": outcome.error,
                      **metrics.get(config.run_id, {})})
     return pd.DataFrame(rows), problems
+
+
+def kept_scores(manifest: Manifest, table: pd.DataFrame) -> dict[str, RunScores]:
+    """run_id -> per-clip scores of the completed runs of a merged table that kept them (each file read once)."""
+    done = table.loc[table["state"] == "completed", "run_id"].drop_duplicates() if len(table) else []
+    found = {}
+    for run_id in done:
+        record = read_result(manifest.run_dir, run_id).record
+        scores = run_scores(record) if record is not None else None
+        if scores is not None:
+            found[run_id] = scores
+    return found
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -112,6 +112,31 @@ class TrainingSettings(_Strict):
     upsampling_implementation: UpsamplingImplementation = "fast"
 
 
+class AnalysisSettings(_Strict):
+    """How the report judges the remedies (the ``[analysis]`` table; every value has a default).
+
+    Operating points: for each precision target p, the threshold that gives the most recall at precision >= p
+    on the validation data, applied to the test set (and for each recall target r, the most precision at
+    recall >= r). Intervals: a paired bootstrap over test clips and seeds. Verdicts: significant after
+    ``correction`` over every comparison the verdicts use."""
+
+    precision_targets: list[float] = Field([0.9], min_length=1)
+    recall_targets: list[float] = Field([0.5], min_length=1)
+    bootstrap_resamples: int = Field(5000, ge=200, le=100_000)
+    bootstrap_seed: int = Field(0, ge=0)
+    correction: Literal["holm", "bh"] = "holm"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    interval_width: float = Field(0.1, gt=0, le=1)  # "seeds needed" for a 95 % t-interval this wide (full width)
+
+    @field_validator("precision_targets", "recall_targets")
+    @classmethod
+    def _targets_in_range(cls, value: list[float]) -> list[float]:
+        for target in value:
+            if not 0.0 < target < 1.0:
+                raise ValueError(f"targets must lie strictly between 0 and 1, got {target}")
+        return _unique(value, "targets")
+
+
 class DataSpec(_Strict):
     """Where the tiered source data lives; see ``hpc_radr.datasets`` for the layout."""
 
@@ -135,6 +160,7 @@ class Sweep(_Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     grid: GridSpec
     training: TrainingSettings = TrainingSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
     data: DataSpec = DataSpec()
 
     @field_validator("datasets")

@@ -19,6 +19,7 @@ import numpy as np
 from hpc_radr.atomic import plain, write_atomic
 from hpc_radr.birdnet import upsampling as fast
 from hpc_radr.embedding_cache import Embeddings
+from hpc_radr.results import RunScores
 from hpc_radr.sweep import Configuration, TrainingSettings
 
 
@@ -28,11 +29,12 @@ def _counts(y: np.ndarray) -> dict[str, int]:
 
 
 @contextmanager
-def _observe_split_and_upsampling(model_module, implementation: str, seed: int) -> Iterator[tuple[dict, dict]]:
+def _observe_split_and_upsampling(model_module, implementation: str, seed: int, held_out: list,
+                                  ) -> Iterator[tuple[dict, dict]]:
     """Run the chosen upsampling in BirdNET's place and record the sample counts BirdNET trains on (after its
     validation split and after upsampling) and what upsampling did: which implementation, the samples it added,
     its seconds, and for the fast smote the anchors whose ties needed BirdNET's full sort. ``seed``: BirdNET's
-    ``cfg.RANDOM_SEED``."""
+    ``cfg.RANDOM_SEED``. ``held_out`` receives BirdNET's validation split (x, y), whose scores the result keeps."""
     seen: dict = {}
     upsampled: dict = {"implementation": implementation, "called": False}
     split, upsample = model_module.random_split, model_module.upsampling
@@ -41,6 +43,7 @@ def _observe_split_and_upsampling(model_module, implementation: str, seed: int) 
         x_train, y_train, x_val, y_val = split(x, y, val_ratio)
         seen["fit_before_upsampling"] = _counts(y_train)
         seen["validation"] = _counts(y_val)
+        held_out.extend((x_val, y_val))
         return x_train, y_train, x_val, y_val
 
     def recording_upsampling(x, y, ratio=0.5, mode="repeat"):
@@ -87,7 +90,8 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
     started = time.perf_counter()
     classifier = bn_model.build_linear_classifier(train.y.shape[1], train.x.shape[1],
                                                   settings.hidden_units, settings.dropout)
-    with _observe_split_and_upsampling(bn_model, settings.upsampling_implementation, config.seed) as (
+    split: list[np.ndarray] = []
+    with _observe_split_and_upsampling(bn_model, settings.upsampling_implementation, config.seed, split) as (
             counts, upsampled):
         classifier, history = bn_model.train_linear_classifier(
             classifier, train.x, train.y, *validation,
@@ -117,6 +121,10 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
     started = time.perf_counter()
     classifier.pop()  # drop the sigmoid: evaluate_model applies BirdNET's own flat_sigmoid to logits
     metrics = evaluate_model(classifier, test.x, test.y, test.labels)
+    x_val, y_val = split if held_out else (test.x, test.y)
+    scores = RunScores(test=_scores(bn_model, classifier, test.x), test_positive=test.y[:, 0] == 1,
+                       validation=_scores(bn_model, classifier, x_val), validation_positive=y_val[:, 0] == 1,
+                       validation_source="held_out_split" if held_out else "test_set")
     timings["evaluate_s"] = time.perf_counter() - started
     label = test.labels[0]
     per_class = metrics["class_metrics"][label]
@@ -152,7 +160,15 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
         "sample_counts": counts,
         "upsampling": upsampled,
         "timings": timings,
-    })
+    }) | {"scores": scores.as_record()}
+
+
+def _scores(bn_model, classifier, x: np.ndarray) -> np.ndarray:
+    """Per-clip scores as ``evaluate_model`` computes them (BirdNET's flat sigmoid of the head's logits)."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.float32)
+    logits = classifier.predict(x, verbose=0)
+    return np.asarray(bn_model.flat_sigmoid(logits, sensitivity=-1, bias=1.0), dtype=np.float32)[:, 0]
 
 
 def export_tflite(classifier, path: Path) -> None:
