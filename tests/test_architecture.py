@@ -15,9 +15,10 @@ CLI = " ".join(f"cli.{p.stem}" for p in sorted((PACKAGE / "cli").glob("*.py")) i
 # Bottom first, as names below hpc_radr ("." is the package itself). A module may import modules of its own
 # layer or of an earlier one.
 LAYERS = [[f"hpc_radr.{name}" if name != "." else "hpc_radr" for name in layer.split()] for layer in (
-    ". errors atomic locks storage run_dir results sweep birdnet birdnet.model_files latest manifest submission_log",
-    "executors executors.slurm_state executors.job_files status collect report report.analysis report.figures "
-    "report.render",
+    ". errors atomic locks storage run_dir results operating_points sweep birdnet birdnet.model_files latest manifest "
+    "submission_log",
+    "executors executors.slurm_state executors.job_files status collect report report.bootstrap report.multiplicity "
+    "report.analysis report.figures report.render",
     "demo_data datasets embedding_cache birdnet.runtime birdnet.embeddings birdnet.upsampling birdnet.training "
     "planning submission runner",
     "bundled job_plan executors.slurm_site executors.local executors.slurm executors.sbatch_scripts workflow",

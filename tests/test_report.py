@@ -175,13 +175,25 @@ def test_a_remedy_without_effect_has_an_interval_containing_zero(clean, metric):
     assert row["n"] == 3 and row["ci_low"] < 0 < row["ci_high"]
 
 
-def test_answer_separates_real_gains_from_trade_offs(clean):
+def test_results_without_scores_are_judged_by_holm_adjusted_t_tests(clean):
+    """These results carry no per-clip scores, as the previous version wrote them: no operating points and no
+    bootstrap; each verdict rests on the t-test over seeds, Holm-adjusted over every comparison made."""
     _, report = clean
+    effects = report.effects
+    made = effects[effects["p_value"].notna()]
+    assert set(made["metric"]) == {"auprc", "recall", "precision"}  # operating points need scores
+    assert (made["p_source"] == "t-test over seeds").all()
+    assert effects[effects["metric"] == "recall_at_p0.9"]["mean"].isna().all()
+    order = np.argsort(made["p_value"].to_numpy(), kind="stable")
+    m = len(made)
+    by_hand = np.empty(m)
+    by_hand[order] = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * made["p_value"].to_numpy()[order]))
+    assert made["p_adjusted"].to_numpy() == pytest.approx(by_hand)
+    assert (made["significant"] == (made["p_adjusted"] <= 0.05)).all()
     for entry in report.analysis.answer:
-        assert [e["remedy"] for e in entry["helps"]] == ["linear x1"]
-        assert {e["remedy"] for e in entry["trade_off"]} == {"focal loss", "linear x1 + focal loss",
-                                                               "smote x1 + focal loss"}
-        assert [e["remedy"] for e in entry["no_gain"]] == ["smote x1"]
+        assert not entry["detects_better"] or {e["remedy"] for e in entry["detects_better"]} <= {
+            "linear x1", "linear x1 + focal loss"}
+        assert {e["remedy"] for e in entry["no_gain"]} >= {"smote x1"}
         assert entry["n_remedies"] == 5 and entry["baseline"]["n"] == 3
 
 
@@ -208,7 +220,7 @@ def test_ranking_puts_the_best_auprc_first(clean):
 
 def test_clean_run_warns_only_that_ratio_zero_rows_are_one_run(clean):
     _, report = clean
-    assert [w["kind"] for w in report.warnings] == ["shared_runs"]
+    assert [w["kind"] for w in report.warnings] == ["scores_missing", "shared_runs"]
 
 
 def test_missing_failed_degenerate_and_few_seed_results_are_reported(defects):
@@ -251,7 +263,7 @@ def test_html_answers_first_and_embeds_its_figures(clean):
     page = report.html.read_text()
     assert page.index('id="answer"') < page.index('id="effects"') < page.index('id="figures"')
     answer = page[page.index('id="answer"'):page.index('id="effects"')]
-    assert "linear x1: recall +0.100" in answer
+    assert "Baseline (3 seed(s))" in answer and "recall at precision ≥ 0.9" in answer
     assert page.count('src="data:image/png;base64,') == 4
     assert "birdnet-analyzer 2.4.0" in page and "tensorflow 2.21.0" in page and "held_out" in page
     markdown = report.markdown.read_text()
@@ -355,7 +367,9 @@ def test_upsampling_that_added_no_samples_is_named_not_applied_not_an_effect_of_
     report = build_report(tmp_path / "run")
     for entry in report.analysis.answer:
         assert [e["remedy"] for e in entry["not_applied"]] == ["smote x1"]  # not "no clear recall gain"
-        assert [e["remedy"] for e in entry["no_gain"]] == []
+        assert "smote x1" not in [e["remedy"] for e in entry["no_gain"]]
+        inert_rows = report.effects[(report.effects["remedy"] == "smote x1")]
+        assert inert_rows["p_value"].isna().all() and inert_rows["p_adjusted"].isna().all()  # not in the family
     warning = next(w for w in report.warnings if w["kind"] == "not_applied")
     assert "smote x1" in warning["message"] and "smote x1 + focal loss" in warning["message"]
     assert sorted(warning["indices"]) == sorted(c.index for c in manifest.configurations

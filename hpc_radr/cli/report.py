@@ -16,12 +16,13 @@ LOUD = ("unused_gpu",)
 def show_answer(content: dict) -> None:
     """The answer per dataset in a few lines, then where the whole report is (``content``: report.json)."""
     for entry in content["answer"]:
-        helps = ", ".join(e["remedy"] for e in entry["helps"]) or "none"
-        line = (f"{entry['dataset']}: raise recall without costing precision ({len(entry['helps'])} of "
-                f"{entry['n_remedies']}): {helps}")
-        if entry["trade_off"]:
-            line += f"; raise recall but may cost precision: {', '.join(e['remedy'] for e in entry['trade_off'])}"
-        if entry.get("not_applied"):  # reports built before this verdict existed have no such list
+        better = entry.get("detects_better", [])  # reports built by earlier versions have other verdicts
+        line = (f"{entry['dataset']}: detect better ({len(better)} of {entry['n_remedies']}): "
+                f"{', '.join(e['remedy'] for e in better) or 'none'}")
+        if entry.get("threshold_only"):
+            line += ("; raise recall at 0.5 only (a moved threshold): "
+                     f"{', '.join(e['remedy'] for e in entry['threshold_only'])}")
+        if entry.get("not_applied"):
             line += ("; not applied on this data (upsampling added no samples): "
                      f"{', '.join(e['remedy'] for e in entry['not_applied'])}")
         console.print(line, markup=False, highlight=False)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from hpc_radr import __version__
 from hpc_radr.atomic import plain, write_atomic
-from hpc_radr.collect import merge
+from hpc_radr.collect import kept_scores, merge
 from hpc_radr.manifest import Manifest, load
 from hpc_radr.run_dir import RunDir
 
@@ -133,7 +133,7 @@ def build_report(run_dir: Path, merged: tuple[pd.DataFrame, list[str]] | None = 
     run_dir = Path(run_dir)
     manifest = manifest or load(RunDir(run_dir))
     table, problems = merged or merge(manifest)
-    analysis = analyse(manifest, table, problems)
+    analysis = analyse(manifest, table, problems, kept_scores(manifest, table))
     grid = manifest.sweep.grid
     images = figures.draw(analysis, list(grid.upsampling_modes), sorted(grid.upsampling_ratios),
                           list(grid.focal_loss))

@@ -4,6 +4,13 @@ The unit of analysis is one training run per seed. At ratio 0.0 BirdNET never up
 every mode at 0.0 are one experiment: they are counted once, under the mode ``none``, never three times.
 Every comparison pairs runs by seed (same seed, same validation split and initial weights), and gives the
 mean difference with a 95 % t-interval over seeds; with fewer than two seeds no interval exists.
+
+Remedies against the baseline also get a paired bootstrap interval over test clips and seeds
+(``report.bootstrap``) and a p-value, adjusted over every comparison the verdicts use (``report.multiplicity``).
+The verdict separates a better detector (AUPRC, or recall at a fixed precision with the threshold chosen on
+validation data, raised) from a moved threshold (recall at BirdNET's 0.5 raised, with neither of those).
+Results without per-clip scores (written by an earlier version) fall back to a t-test over seeds for the
+metrics they have; operating-point metrics are then missing.
 """
 
 from __future__ import annotations
@@ -15,33 +22,58 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # the t quantile alone: scipy.stats costs 0.3 s more to import
+from scipy.special import stdtr, stdtrit  # t distribution and quantile: scipy.stats costs 0.3 s more to import
 
-from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, summarize
+from hpc_radr import operating_points as op
+from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, operating_point_columns, summarize
 from hpc_radr.manifest import Manifest
-from hpc_radr.results import unused_gpu_warning
+from hpc_radr.report.bootstrap import Bootstrap
+from hpc_radr.report.multiplicity import adjust
+from hpc_radr.results import RunScores, unused_gpu_warning
+from hpc_radr.sweep import AnalysisSettings
 
-EFFECT_METRICS = ("auprc", "recall", "precision")
 CONFIDENCE = 0.95
-# A precision drop this small (2 points of precision at threshold 0.5) is not counted as a cost.
-PRECISION_TOLERANCE = 0.02
 NO_UPSAMPLING = "none"
 # best_epoch at or below this means early stopping kept (nearly) the initial weights.
 DEGENERATE_BEST_EPOCH = 2
+MAX_SEEDS_SHOWN = 1000  # "seeds needed" beyond this is shown as more than it
 
 VERDICTS = {
-    "helps": "raises recall, precision kept",
-    "trade_off": "raises recall, may cost precision",
-    "no_gain": "no clear recall gain",
-    "undetermined": "undetermined (fewer than 2 seeds)",
+    "detects_better": "detects better (AUPRC or recall at the fixed precision raised)",
+    "threshold_only": "raises recall at 0.5 only: no better detection shown (a moved threshold)",
+    "detects_worse": "detects worse (AUPRC or recall at the fixed precision lowered)",
+    "mixed": "mixed (one detection metric raised, another lowered)",
+    "no_gain": "no clear effect",
+    "undetermined": "undetermined (fewer than 2 paired seeds)",
     "not_applied": "not applied on this data (upsampling added no samples)",
 }
+
+
+def effect_metrics(settings: AnalysisSettings) -> list[str]:
+    """The metrics compared: detection (AUPRC, operating points chosen on validation), then BirdNET's 0.5."""
+    return ["auprc", *(f"recall_at_{op.precision_name(p)}" for p in settings.precision_targets),
+            *(f"precision_at_{op.recall_name(r)}" for r in settings.recall_targets), "recall", "precision"]
+
+
+def detection_metrics(settings: AnalysisSettings) -> list[str]:
+    """What says a detector ranks calls better, whatever its threshold."""
+    return effect_metrics(settings)[:-2]
+
+
+def metric_name(metric: str) -> str:
+    """``recall_at_p0.9`` -> ``recall at precision >= 0.9``, for tables and figures."""
+    if metric.startswith("recall_at_p"):
+        return f"recall at precision ≥ {metric.removeprefix('recall_at_p')}"
+    if metric.startswith("precision_at_r"):
+        return f"precision at recall ≥ {metric.removeprefix('precision_at_r')}"
+    return {"auprc": "AUPRC", "recall": "recall at 0.5", "precision": "precision at 0.5"}.get(metric, metric)
 
 
 @dataclass
 class Analysis:
     """Everything the report shows, as tables a program can read too."""
 
+    settings: AnalysisSettings
     summary: pd.DataFrame  # per configuration over seeds (collect's summary.csv)
     experiments: pd.DataFrame  # one row per independent run and seed
     ranking: pd.DataFrame
@@ -68,19 +100,21 @@ def _collapse_mode(frame: pd.DataFrame) -> pd.DataFrame:
                                                                        NO_UPSAMPLING))
 
 
-def experiments(table: pd.DataFrame) -> pd.DataFrame:
+def experiments(table: pd.DataFrame, rules: AnalysisSettings) -> pd.DataFrame:
     """Completed runs, one row per setting and seed (identical ratio-0.0 runs of a --literal sweep averaged).
 
     ``upsampled``: whether BirdNET's upsampling added samples to that run. It adds none when the positives of
     the training split already reach int(max(positives, negatives) x ratio); such a run trained exactly like
     one without upsampling."""
-    columns = GRID_COLUMNS + ["seed", "run_id", "state", *SUMMARY_METRICS, "n_fit_positive",
-                              "n_fit_positive_upsampled"]
+    metrics = [*SUMMARY_METRICS, *operating_point_columns(rules)[2:]]
+    columns = GRID_COLUMNS + ["seed", "run_id", "state", *metrics, "n_fit_positive", "n_fit_positive_upsampled"]
     done = table.reindex(columns=columns)
     done = done[done["state"] == "completed"].drop_duplicates("run_id")
     done = done.assign(upsampled=done["n_fit_positive_upsampled"] > done["n_fit_positive"])
     grouped = _collapse_mode(done).groupby(GRID_COLUMNS + ["seed"], sort=False)
-    return grouped[SUMMARY_METRICS].mean().join(grouped["upsampled"].any()).reset_index()
+    # run_id: the first run of the setting and seed, whose per-clip scores the bootstrap resamples
+    return (grouped[metrics].mean().join(grouped["upsampled"].any()).join(grouped["run_id"].first())
+            .reset_index())
 
 
 def settings(manifest: Manifest) -> pd.DataFrame:
@@ -106,6 +140,27 @@ def interval(diffs: np.ndarray) -> dict:
     return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "note": note}
 
 
+def t_p_value(row: dict) -> float:
+    """Two-sided p-value of the paired t-test over seeds (NaN below two seeds)."""
+    if row["n"] < 2:
+        return math.nan
+    if row["sd"] < 1e-12:
+        return 0.0 if abs(row["mean"]) > 1e-12 else 1.0
+    t = abs(row["mean"]) / (row["sd"] / math.sqrt(row["n"]))
+    return float(2 * stdtr(row["n"] - 1, -t))
+
+
+def seeds_needed(sd: float, width: float) -> float:
+    """Seeds for the 95 % t-interval of a paired difference with this spread to be at most ``width`` wide
+    (NaN when the spread is unknown); more than MAX_SEEDS_SHOWN is returned as inf."""
+    if math.isnan(sd):
+        return math.nan
+    for n in range(2, MAX_SEEDS_SHOWN + 1):
+        if 2 * float(stdtrit(n - 1, 0.5 + CONFIDENCE / 2)) * sd / math.sqrt(n) <= width:
+            return float(n)
+    return math.inf
+
+
 def _select(frame: pd.DataFrame, **values: object) -> pd.DataFrame:
     mask = np.ones(len(frame), dtype=bool)
     for column, value in values.items():
@@ -113,13 +168,30 @@ def _select(frame: pd.DataFrame, **values: object) -> pd.DataFrame:
     return frame[mask]
 
 
-def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame) -> list[dict]:
+def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame, metrics: list[str]) -> list[dict]:
     """left minus right, paired by seed, one row per metric."""
     pairs = left.merge(right, on="seed", suffixes=("", "_ref"))
     seeds = sorted(int(s) for s in pairs["seed"])
     return [{**key, "metric": metric, "seeds": seeds,
              **interval((pairs[metric] - pairs[f"{metric}_ref"]).to_numpy(dtype=float))}
-            for metric in EFFECT_METRICS]
+            for metric in metrics]
+
+
+@dataclass
+class _Resampling:
+    """What the bootstrap needs: the runs' kept scores and the shared resamples (None: no run kept scores)."""
+
+    scores: dict[str, RunScores]
+    bootstrap: Bootstrap | None
+
+    def paired(self, left: pd.DataFrame, right: pd.DataFrame, metric: str) -> dict:
+        pairs = left.merge(right, on="seed", suffixes=("", "_ref")).sort_values("seed")
+        runs = list(zip(pairs["run_id"], pairs["run_id_ref"], strict=True))
+        if self.bootstrap is None or not runs or any(a not in self.scores or b not in self.scores for a, b in runs):
+            return {"boot_low": math.nan, "boot_high": math.nan, "p_value": math.nan,
+                    "p_source": "no per-clip scores"}
+        return self.bootstrap.paired([(a, self.scores[a]) for a, _ in runs],
+                                     [(b, self.scores[b]) for _, b in runs], metric)
 
 
 def _is_baseline(ratio: float, focal: bool) -> bool:
@@ -130,22 +202,36 @@ def _is_baseline_in(grid: pd.DataFrame, dataset: str) -> bool:
     return not _select(grid, dataset=dataset, upsampling_ratio=0.0, focal_loss=False).empty
 
 
-def _verdict(recall: pd.Series, precision: pd.Series) -> str:
-    if recall["n"] < 2 or precision["n"] < 2:
+def _verdict(by_metric: pd.DataFrame, detection: list[str]) -> str:
+    """From the comparisons significant after adjustment: a better or worse detector, or only a moved threshold."""
+    judged = by_metric.loc[detection]
+    if judged["p_adjusted"].isna().all():
         return "undetermined"
-    if recall["ci_low"] <= 0:
-        return "no_gain"
-    return "helps" if precision["ci_low"] >= -PRECISION_TOLERANCE else "trade_off"
+    up = (judged["significant"] & (judged["mean"] > 0)).any()
+    down = (judged["significant"] & (judged["mean"] < 0)).any()
+    if up and down:
+        return "mixed"
+    if up or down:
+        return "detects_better" if up else "detects_worse"
+    recall = by_metric.loc["recall"]
+    return "threshold_only" if recall["significant"] and recall["mean"] > 0 else "no_gain"
 
 
-def _frame(rows: list[dict], keys: list[str]) -> pd.DataFrame:
-    columns = keys + ["metric", "seeds", "n", "mean", "sd", "ci_low", "ci_high", "note"]
-    return pd.DataFrame(rows, columns=columns)
+EFFECT_COLUMNS = ["metric", "seeds", "n", "mean", "sd", "ci_low", "ci_high", "note"]
+TESTED_COLUMNS = ["boot_low", "boot_high", "p_value", "p_source", "p_adjusted", "significant", "seeds_needed"]
 
 
-def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
-    """Each remedy minus the baseline (ratio 0.0, focal off) of the same dataset, paired by seed."""
+def _frame(rows: list[dict], keys: list[str], extra: list[str] = ()) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[*keys, *EFFECT_COLUMNS, *extra])
+
+
+def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings,
+                        resampling: _Resampling) -> pd.DataFrame:
+    """Each remedy minus the baseline (ratio 0.0, focal off) of the same dataset, paired by seed: t-interval
+    over seeds, bootstrap interval over clips and seeds, p-value adjusted over all of them, verdict."""
     keys = GRID_COLUMNS + ["remedy"]
+    metrics = effect_metrics(rules)
+    inert = set(_inert_settings(exp))
     rows: list[dict] = []
     for s in grid.itertuples(index=False):
         if _is_baseline(s.upsampling_ratio, s.focal_loss) or not _is_baseline_in(grid, s.dataset):
@@ -153,18 +239,24 @@ def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
         left = _select(exp, dataset=s.dataset, upsampling_mode=s.upsampling_mode,
                        upsampling_ratio=s.upsampling_ratio, focal_loss=s.focal_loss)
         right = _select(exp, dataset=s.dataset, upsampling_ratio=0.0, focal_loss=False)
-        rows += _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
-                             left, right)
-    frame = _frame(rows, keys)
-    inert = set(_inert_settings(exp))
+        tested = not (tuple(s) in inert and not s.focal_loss)  # upsampling alone that added nothing: no experiment
+        for row in _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio,
+                                                                s.focal_loss)}, left, right, metrics):
+            row |= resampling.paired(left, right, row["metric"]) if tested else {"p_source": "not applied"}
+            if tested and math.isnan(row.get("p_value", math.nan)) and not math.isnan(row["mean"]):
+                row |= {"p_value": t_p_value(row), "p_source": "t-test over seeds"}  # no scores to resample
+            row["seeds_needed"] = seeds_needed(row["sd"], rules.interval_width)
+            rows.append(row)
+    frame = _frame(rows, keys, TESTED_COLUMNS)
+    frame["p_adjusted"] = adjust(frame["p_value"].to_numpy(dtype=float), rules.correction)
+    frame["significant"] = frame["p_adjusted"] <= rules.alpha
     verdicts = {}
     for (dataset, remedy), group in frame.groupby(["dataset", "remedy"], sort=False):
         by_metric = group.set_index("metric")
-        setting = tuple(by_metric.iloc[0][column] for column in GRID_COLUMNS)
-        if setting in inert and not setting[3]:  # upsampling alone, and it added nothing: no experiment was made
+        if (by_metric["p_source"] == "not applied").all():
             verdicts[(dataset, remedy)] = "not_applied"
         else:
-            verdicts[(dataset, remedy)] = _verdict(by_metric.loc["recall"], by_metric.loc["precision"])
+            verdicts[(dataset, remedy)] = _verdict(by_metric, detection_metrics(rules))
     frame["verdict"] = [verdicts[(d, r)] for d, r in zip(frame["dataset"], frame["remedy"], strict=True)]
     return frame
 
@@ -178,7 +270,7 @@ def _inert_settings(exp: pd.DataFrame) -> list[tuple]:
     return [setting for setting, used in applied.items() if not used]
 
 
-def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Focal loss on minus off for every dataset and upsampling setting, paired by seed."""
     keys = ["dataset", "upsampling_mode", "upsampling_ratio", "upsampling"]
     rows: list[dict] = []
@@ -187,11 +279,13 @@ def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
             continue
         where = {"dataset": dataset, "upsampling_mode": mode, "upsampling_ratio": ratio}
         rows += _paired_rows({**where, "upsampling": label(mode, ratio, False) if ratio > 0 else "no upsampling"},
-                             _select(exp, **where, focal_loss=True), _select(exp, **where, focal_loss=False))
+                             _select(exp, **where, focal_loss=True), _select(exp, **where, focal_loss=False),
+                             metrics)
     return _frame(rows, keys)
 
 
-def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str], metrics: list[str],
+                        ) -> pd.DataFrame:
     """The same setting on two datasets (earlier minus later in the sweep file), paired by seed."""
     keys = ["dataset_a", "dataset_b", "upsampling_mode", "upsampling_ratio", "focal_loss", "setting"]
     rows: list[dict] = []
@@ -201,13 +295,13 @@ def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[st
                      "focal_loss": s.focal_loss}
             rows += _paired_rows({"dataset_a": a, "dataset_b": b, **where,
                                   "setting": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
-                                 _select(exp, dataset=a, **where), _select(exp, dataset=b, **where))
+                                 _select(exp, dataset=a, **where), _select(exp, dataset=b, **where), metrics)
     return _frame(rows, keys)
 
 
-def ranking(exp: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+def ranking(exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings) -> pd.DataFrame:
     """Settings per dataset by mean AUPRC over seeds (recall, then precision, break ties)."""
-    metrics = ["auprc", "recall", "precision"]
+    metrics = ["auprc", "recall", "precision", effect_metrics(rules)[1]]
     grouped = exp.groupby(GRID_COLUMNS, sort=False)[metrics]
     frame = grouped.agg(["mean", "std"])
     frame.columns = [f"{metric}_{stat}" for metric, stat in frame.columns]
@@ -225,24 +319,30 @@ def ranking(exp: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
 
 
 def _ci_dict(row: pd.Series) -> dict:
-    return {"mean": row["mean"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": int(row["n"])}
+    return {"mean": row["mean"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": int(row["n"]),
+            "boot_low": row["boot_low"], "boot_high": row["boot_high"], "p_value": row["p_value"],
+            "p_adjusted": row["p_adjusted"], "significant": bool(row["significant"]),
+            "seeds_needed": row["seeds_needed"]}
 
 
-def answer(effects: pd.DataFrame, exp: pd.DataFrame, datasets: list[str]) -> list[dict]:
-    """Per dataset: which remedies raise recall without costing precision (and which only trade precision)."""
+def answer(effects: pd.DataFrame, exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings) -> list[dict]:
+    """Per dataset: the remedies by verdict, each with every compared metric (best gain in the first precision
+    target's recall first)."""
+    metrics = effect_metrics(rules)
     result = []
     for dataset in datasets:
         base = _select(exp, dataset=dataset, upsampling_ratio=0.0, focal_loss=False)
         entry: dict = {"dataset": dataset, "baseline": {m: float(base[m].mean()) if len(base) else math.nan
-                                                        for m in EFFECT_METRICS} | {"n": len(base)},
+                                                        for m in metrics} | {"n": len(base)},
                        **{verdict: [] for verdict in VERDICTS}}
         part = effects[effects["dataset"] == dataset]
         for remedy, group in part.groupby("remedy", sort=False):
             by_metric = group.set_index("metric")
             entry[by_metric["verdict"].iloc[0]].append(
-                {"remedy": remedy, **{m: _ci_dict(by_metric.loc[m]) for m in EFFECT_METRICS}})
+                {"remedy": remedy, **{m: _ci_dict(by_metric.loc[m]) for m in metrics}})
         for verdict in VERDICTS:
-            entry[verdict].sort(key=lambda e: np.nan_to_num(-e["recall"]["mean"]))
+            entry[verdict].sort(key=lambda e: (np.nan_to_num(-e[metrics[1]]["mean"]),
+                                               np.nan_to_num(-e["auprc"]["mean"])))
         entry["n_remedies"] = int(part["remedy"].nunique())
         result.append(entry)
     return result
@@ -272,6 +372,12 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         rows_of = done.groupby("run_id", sort=False)["index"].agg(list)  # a run's rows (ratio-0.0 twins)
         for kind, run_id, message in _run_warnings(done, manifest.sweep.training.epochs):
             warn(kind, message, [int(i) for i in rows_of[run_id]])
+        if "scores_kept" in done and not done["scores_kept"].astype(bool).all():
+            older = done[~done["scores_kept"].astype(bool)]
+            warn("scores_missing", f"{older['run_id'].nunique()} run(s) have no per-clip scores (written by an "
+                                   "earlier version): their operating points and bootstrap intervals are missing, "
+                                   "and their comparisons use the t-test over seeds; a new submission with this "
+                                   "version keeps them", [int(i) for i in older["index"]])
         if "unused_gpu" in done:  # tables merged before devices were recorded have no such column
             on_cpu = done[done["unused_gpu"].eq(True)]
             if len(on_cpu):
@@ -295,7 +401,7 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         else:
             warn("shared_runs", "ratio 0.0 rows of every mode were trained separately (--literal) but are the "
                                 "same experiment; the analysis averages them into one (mode 'none')", zero)
-    exp = experiments(table)
+    exp = experiments(table, manifest.sweep.analysis)
     inert = _inert_settings(exp)
     if inert:
         described = "; ".join(f"{d} {label(m, r, f)}" for d, m, r, f in inert)
@@ -366,25 +472,50 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
     }
 
 
-def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str]) -> Analysis:
-    """The whole analysis of a merged table (``hpc_radr.collect.merge``)."""
+def resampling(scores: dict[str, RunScores], rules: AnalysisSettings, seeds: int) -> tuple[_Resampling, list[str]]:
+    """The shared bootstrap over the runs' kept scores, and the runs left out of it because they scored other
+    test clips than the first run did (the same resamples need the same clips)."""
+    if not scores:
+        return _Resampling({}, None), []
+    reference = next(iter(scores.values()))
+    same = {run_id: found for run_id, found in scores.items()
+            if np.array_equal(found.test_positive, reference.test_positive)}
+    boot = Bootstrap(len(reference.test), rules.bootstrap_resamples, rules.bootstrap_seed, seeds,
+                     list(rules.precision_targets), list(rules.recall_targets))
+    return _Resampling(same, boot), sorted(set(scores) - set(same))
+
+
+def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
+            scores: dict[str, RunScores] | None = None) -> Analysis:
+    """The whole analysis of a merged table (``hpc_radr.collect.merge``) and the runs' kept per-clip scores
+    (``hpc_radr.collect.kept_scores``; without them there are no bootstrap intervals)."""
+    rules = manifest.sweep.analysis
     datasets = [d.name for d in manifest.sweep.datasets]
-    exp = experiments(table)
+    metrics = effect_metrics(rules)
+    exp = experiments(table, rules)
     grid = settings(manifest)
-    effects = effects_vs_baseline(exp, grid)
-    focal = focal_effects(exp, grid)
-    between = dataset_differences(exp, grid, datasets)
+    resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds))
+    effects = effects_vs_baseline(exp, grid, rules, resampled)
+    focal = focal_effects(exp, grid, metrics)
+    between = dataset_differences(exp, grid, datasets, metrics)
     source = provenance(manifest, table)
     comparisons = {"remedy vs baseline": effects, "focal loss on vs off": focal, "dataset vs dataset": between}
+    found = warnings(manifest, table, problems, comparisons, source)
+    if other_clips:
+        found.append({"kind": "other_test_clips", "indices": [],
+                      "message": f"{len(other_clips)} run(s) scored other test clips than the rest (the test data "
+                                 f"changed between runs?): {', '.join(other_clips[:5])}; they are left out of the "
+                                 "bootstrap, which needs the same clips in every run"})
     return Analysis(
+        settings=rules,
         summary=summarize(table),
         experiments=exp,
-        ranking=ranking(exp, datasets),
+        ranking=ranking(exp, datasets, rules),
         effects=effects,
         focal=focal,
         datasets=between,
-        answer=answer(effects, exp, datasets),
-        warnings=warnings(manifest, table, problems, comparisons, source),
+        answer=answer(effects, exp, datasets, rules),
+        warnings=found,
         provenance=source,
         seeds_configured=len(manifest.sweep.grid.seeds),
         dataset_order=datasets,

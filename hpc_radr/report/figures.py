@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hpc_radr.report.analysis import NO_UPSAMPLING, Analysis
+from hpc_radr.report.analysis import NO_UPSAMPLING, Analysis, effect_metrics, metric_name
 
 METRIC_AXIS = {
     "auprc": "test AUPRC (0-1)",
@@ -22,6 +22,14 @@ METRIC_AXIS = {
     "precision": "test precision at threshold 0.5 (0-1)",
 }
 METRIC_TITLE = {"auprc": "AUPRC", "recall": "Recall", "precision": "Precision"}
+
+
+def _axis(metric: str) -> str:
+    return METRIC_AXIS.get(metric) or f"test {metric_name(metric)} (0-1)"
+
+
+def _title(metric: str) -> str:
+    return METRIC_TITLE.get(metric) or metric_name(metric).capitalize() + " (threshold chosen on validation)"
 MODE_MARKERS = ("o", "s", "^", "D", "v")
 NO_UPSAMPLING_MARKER = "P"
 DPI = 110
@@ -84,7 +92,7 @@ def metric_by_ratio(analysis: Analysis, metric: str, modes: list[str], ratios: l
             if row == len(datasets) - 1:
                 ax.set_xlabel("upsampling ratio (positives raised to ratio x negatives)")
             if column == 0:
-                ax.set_ylabel(METRIC_AXIS[metric])
+                ax.set_ylabel(_axis(metric))
     axes[0][0].set_ylim(*_limits(exp[metric]) if len(exp) else (0.0, 1.0))
     styles = _mode_styles(modes)
     handles = [Line2D([], [], color=colour, marker=marker, label=f"{mode} (mean over seeds)")
@@ -93,7 +101,7 @@ def metric_by_ratio(analysis: Analysis, metric: str, modes: list[str], ratios: l
                           label="ratio 0: no upsampling (one run shared by all modes)"))
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=9,
                   title="lines: mean over seeds; small points: individual seeds", title_fontsize=9)
-    figure.suptitle(f"{METRIC_TITLE[metric]} on the test set against upsampling ratio")
+    figure.suptitle(f"{_title(metric)} on the test set against upsampling ratio")
     return _png(figure)
 
 
@@ -137,8 +145,10 @@ def draw(analysis: Analysis, modes: list[str], ratios: list[float], focal_values
     """File name -> PNG bytes; nothing when no run has finished yet."""
     if analysis.experiments.empty:
         return {}
+    primary = effect_metrics(analysis.settings)[1]  # recall at the first precision target
+    shown = ["auprc", "recall", "precision"] + ([primary] if analysis.experiments[primary].notna().any() else [])
     figures = {f"{metric}_by_ratio.png": metric_by_ratio(analysis, metric, modes, ratios, focal_values)
-               for metric in ("auprc", "recall", "precision")}
+               for metric in shown}
     figures["precision_recall.png"] = precision_recall(analysis, modes, ratios)
     return figures
 
