@@ -472,7 +472,14 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
     }
 
 
-def resampling(scores: dict[str, RunScores], rules: AnalysisSettings, seeds: int) -> tuple[_Resampling, list[str]]:
+def resamples_for(rules: AnalysisSettings, family: int) -> int:
+    """The sweep's count, else enough that 2 / (B + 1) is below alpha / (2 x family): a comparison every resample
+    agrees on can pass Holm's strictest level, alpha / family."""
+    return rules.bootstrap_resamples or max(2000, math.ceil(4 * family / rules.alpha))
+
+
+def resampling(scores: dict[str, RunScores], rules: AnalysisSettings, seeds: int, family: int,
+               ) -> tuple[_Resampling, list[str]]:
     """The shared bootstrap over the runs' kept scores, and the runs left out of it because they scored other
     test clips than the first run did (the same resamples need the same clips)."""
     if not scores:
@@ -480,7 +487,7 @@ def resampling(scores: dict[str, RunScores], rules: AnalysisSettings, seeds: int
     reference = next(iter(scores.values()))
     same = {run_id: found for run_id, found in scores.items()
             if np.array_equal(found.test_positive, reference.test_positive)}
-    boot = Bootstrap(len(reference.test), rules.bootstrap_resamples, rules.bootstrap_seed, seeds,
+    boot = Bootstrap(len(reference.test), resamples_for(rules, family), rules.bootstrap_seed, seeds,
                      list(rules.precision_targets), list(rules.recall_targets))
     return _Resampling(same, boot), sorted(set(scores) - set(same))
 
@@ -494,7 +501,9 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
     metrics = effect_metrics(rules)
     exp = experiments(table, rules)
     grid = settings(manifest)
-    resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds))
+    family = len(metrics) * sum(not _is_baseline(s.upsampling_ratio, s.focal_loss) and _is_baseline_in(grid, s.dataset)
+                                for s in grid.itertuples(index=False))
+    resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds), family)
     effects = effects_vs_baseline(exp, grid, rules, resampled)
     focal = focal_effects(exp, grid, metrics)
     between = dataset_differences(exp, grid, datasets, metrics)

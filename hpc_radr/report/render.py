@@ -22,6 +22,7 @@ from hpc_radr.report.analysis import (
     detection_metrics,
     effect_metrics,
     metric_name,
+    resamples_for,
 )
 from hpc_radr.report.multiplicity import CORRECTIONS
 
@@ -131,7 +132,8 @@ def _method(analysis: Analysis) -> str:
     family = int(effects["p_adjusted"].notna().sum()) if len(effects) else 0
     boot = (effects["p_source"] == "bootstrap").any() if len(effects) else False
     test = "a paired bootstrap over test clips and seeds" if boot else "a paired t-test over seeds"
-    return (f"Judged by {test} ({rules.bootstrap_resamples} resamples, the same for every comparison)"
+    resamples = resamples_for(rules, len(effects))  # the rows are the comparisons planned
+    return (f"Judged by {test} ({resamples} resamples, the same for every comparison)"
             f"{'' if boot else ' (no run kept per-clip scores, so there is no bootstrap)'}; a difference counts "
             f"when its p-value, adjusted by {CORRECTIONS[rules.correction]} over the {family} comparisons the "
             f"verdicts use, is at most {rules.alpha:g}. Intervals shown are 95 % bootstrap intervals (unadjusted).")
@@ -292,7 +294,7 @@ def _provenance(doc: Document, analysis: Analysis) -> None:
         f"BirdNET model sha256: {p['model_sha256']}",
         "Statistics: differences paired by seed; mean with a t-interval on n-1 degrees of freedom (scipy); "
         f"remedies against the baseline also with a paired bootstrap over test clips and seeds "
-        f"({analysis.settings.bootstrap_resamples} resamples, seed {analysis.settings.bootstrap_seed}), p-values "
+        f"(seed {analysis.settings.bootstrap_seed}, the same resamples for every comparison), p-values "
         f"adjusted by {CORRECTIONS[analysis.settings.correction]}; operating points with the threshold chosen on "
         "each run's validation split; ratio-0.0 runs counted once (mode 'none'); degenerate runs are flagged, "
         "not dropped.",
