@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -61,3 +63,37 @@ def plain(value: object, nan_as_null: bool = False) -> object:
 def write_json(path: Path, data: object) -> None:
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n"
     write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+@contextmanager
+def staged_folder(dest: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``dest`` to fill; when the block ends without an error it becomes
+    ``dest`` by one rename, else it is removed. Readers therefore see no ``dest``, or a whole one: a folder of
+    several files has no completion marker to check, so it must not appear before its last file is written.
+
+    ``replace``: an existing ``dest`` is swapped out (renamed aside, then removed) once the new one is whole;
+    without it an existing non-empty ``dest`` makes the rename fail (OSError) and is left as it was."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
+    except OSError as err:
+        raise _about(err, dest) from err
+    try:
+        os.chmod(stage, 0o777 & ~_UMASK)  # mkdtemp makes 0700; the folder is shared like any the user makes
+        yield stage
+        old = None
+        if replace and dest.exists():
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+            os.replace(dest, old / dest.name)
+        try:
+            os.rename(stage, dest)
+        except OSError:
+            if old is not None:  # put the previous folder back: the user keeps what they had
+                os.replace(old / dest.name, dest)
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
