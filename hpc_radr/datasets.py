@@ -72,27 +72,34 @@ class Inventory:
         return [self.unit(d.name, sweep) for d in sweep.datasets] + [self.unit(TEST_UNIT, sweep)]
 
 
-def _audio_files(folder: Path, problems: list[str]) -> tuple[Path, ...]:
-    """Audio files directly in ``folder`` (sorted), reporting anything BirdNET could not read."""
+def audio_problem(path: Path) -> str | None:
+    """Why BirdNET could not read ``path`` as audio, or None. Headers are checked where libsndfile reads the
+    format (cheap, no decoding); other formats (mp3, m4a, wma) are only known bad once BirdNET decodes them."""
     import soundfile
 
+    extension = path.suffix.lower().lstrip(".")
+    if extension not in AUDIO_EXTENSIONS:
+        return f"{path}: not an audio file (BirdNET reads {', '.join(sorted(AUDIO_EXTENSIONS))})"
+    if extension in _SNDFILE_EXTENSIONS:
+        try:
+            info = soundfile.info(str(path))
+        except Exception as err:  # libsndfile raises several types for corrupt headers
+            return f"{path}: unreadable audio ({err})"
+        if info.frames == 0:
+            return f"{path}: audio file holds no samples"
+    return None
+
+
+def _audio_files(folder: Path, problems: list[str]) -> tuple[Path, ...]:
+    """Audio files directly in ``folder`` (sorted), reporting anything BirdNET could not read."""
     files = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.is_dir():
             continue
-        extension = entry.suffix.lower().lstrip(".")
-        if extension not in AUDIO_EXTENSIONS:
-            problems.append(f"{entry}: not an audio file (BirdNET reads {', '.join(sorted(AUDIO_EXTENSIONS))})")
+        problem = audio_problem(entry)
+        if problem:
+            problems.append(problem)
             continue
-        if extension in _SNDFILE_EXTENSIONS:
-            try:
-                info = soundfile.info(str(entry))
-            except Exception as err:  # libsndfile raises several types for corrupt headers
-                problems.append(f"{entry}: unreadable audio ({err})")
-                continue
-            if info.frames == 0:
-                problems.append(f"{entry}: audio file holds no samples")
-                continue
         files.append(entry.resolve())
     return tuple(files)
 
