@@ -20,7 +20,7 @@ LAYERS = [[f"hpc_radr.{name}" if name != "." else "hpc_radr" for name in layer.s
     "executors executors.slurm_state executors.job_files status collect report report.bootstrap report.multiplicity "
     "report.analysis report.figures report.render selection model_card export",
     "demo_data datasets embedding_cache birdnet.runtime birdnet.embeddings birdnet.upsampling birdnet.training "
-    "planning submission runner",
+    "planning submission runner audio_inputs birdnet.analysis",
     "bundled job_plan executors.slurm_site executors.local executors.slurm executors.sbatch_scripts workflow",
     f"cli __main__ {CLI}",
 )]

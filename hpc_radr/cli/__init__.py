@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from hpc_radr.cli import collect, demo, export, plan, report, resubmit, run_task, scripts, status, submit
+from hpc_radr.cli import analyze, collect, demo, export, plan, report, resubmit, run_task, scripts, status, submit
 
 app = typer.Typer(
     name="hpc-radr",
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for module in (plan, submit, status, resubmit, collect, report, export, run_task, scripts, demo):
+for module in (plan, submit, status, resubmit, collect, report, export, analyze, run_task, scripts, demo):
     module.register(app)
 
 
