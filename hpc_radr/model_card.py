@@ -65,8 +65,13 @@ def _at_target(record: dict, target: float) -> tuple[float, float]:
 
 
 def _over_seeds(values: list[float]) -> dict:
+    """Mean and 95% t-interval over seeds, the interval cut to [0, 1]: every card metric is a proportion, and with
+    3 seeds a t-interval often reaches past 1, which a reader would take for an error."""
     found = interval(np.asarray(values, dtype=float))
-    return {key: found[key] for key in ("n", "mean", "sd", "ci_low", "ci_high")}
+    entry = {key: found[key] for key in ("n", "mean", "sd", "ci_low", "ci_high")}
+    if not math.isnan(entry["ci_low"]):
+        entry["ci_low"], entry["ci_high"] = max(0.0, entry["ci_low"]), min(1.0, entry["ci_high"])
+    return entry
 
 
 def build(manifest: Manifest, choice: Choice, records: dict[str, dict], target: float, files: dict) -> dict:
@@ -119,7 +124,8 @@ def build(manifest: Manifest, choice: Choice, records: dict[str, dict], target: 
         "exported_run": {"run_id": run_id, "index": int(exported["index"]), "seed": int(exported["seed"]),
                          "val_auprc": exported["val_auprc"], "test": {m: record["test"][m] for m in METRICS}},
         "seeds": per_seed,
-        "test_metrics": {"confidence": CONFIDENCE, "interval": "t-interval over seeds (the test set taken as fixed)",
+        "test_metrics": {"confidence": CONFIDENCE,
+                         "interval": "t-interval over seeds (the test set taken as fixed), cut to [0, 1]",
                          "test_clips": {"positive": record["test"]["n_positive"],
                                         "negative": record["test"]["n_negative"]},
                          **summary},
