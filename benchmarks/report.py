@@ -54,6 +54,13 @@ def targets(results: dict) -> list[dict]:
         add(f"collect (merge only) on {files} results, median wall",
             scale["collect_10000"]["collect (merge only: hpc_radr.collect.collect)"]["wall_median_s"], 3.0,
             "lower", "s")
+    for name, found in s.get("estimate", {}).get("cases", {}).items():
+        for source, compared in found["estimates"].items():
+            for what in ("cpu", "wall"):
+                error = abs(compared[f"{what}_error"])
+                rows.append({"target": f"estimate ({source}) vs measured {'CPU-hours' if what == 'cpu' else 'wall'}"
+                             f", {name}", "value": error * 100, "limit": 30, "unit": "% off",
+                             "met": error <= s["estimate"]["tolerance"]})
     if cli.get("no_tensorflow"):
         clean = all(not any(p["sys_modules"][m] for m in ("tensorflow", "keras", "birdnet_analyzer"))
                     and not p["importtime_tensorflow"] for p in cli["no_tensorflow"].values())
@@ -90,7 +97,7 @@ def markdown(results: dict) -> str:
              f"{m['os']}, Python {m['python']}; load average at start {load}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
              f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", ""]
-    if set(s) - {"upsampling"}:
+    if set(s) - {"upsampling", "estimate"}:
         lines += [f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
                   f"{results['numba_cache_dir']} (warm, shared by both sides).", ""]
     lines += ["CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
@@ -224,9 +231,36 @@ def markdown(results: dict) -> str:
                          for name, d in mem.items()])
     if s.get("upsampling"):
         lines += _upsampling(s["upsampling"])
+    if s.get("estimate"):
+        lines += _estimate(s["estimate"])
     lines += ["## Time per section", ""]
     lines += _table(["section", "minutes"], [[k, _f(v / 60, 1)] for k, v in results["section_seconds"].items()])
     return "\n".join(lines)
+
+
+def _estimate(section: dict) -> list[str]:
+    """`plan --estimate` against the sweep it priced."""
+    lines = ["## The cost estimate against the cost", "",
+             f"`hpc-radr plan --estimate --executor local --workers {section['workers']} --epochs "
+             f"{section['epochs']}` (its probe: a sample of the clips extracted, three short fits), then the sweep "
+             "itself with the same options (`hpc-radr submit`); the 10x sweep also priced from the demo sweep's "
+             "run directory (`--calibrate-from`). Measured: CPU-seconds of the submit command's whole process tree "
+             f"and its wall time. Target: within {section['tolerance']:.0%} of both.", ""]
+    rows = []
+    for name, found in section["cases"].items():
+        measured = found["measured"]
+        for source, compared in found["estimates"].items():
+            rows.append([name, f"{found['clips']:,}", found["runs"], source,
+                         f"{_f(compared['cpu_s'], 0)} / {_f(measured['cpu_s'], 0)}", f"{compared['cpu_error']:+.0%}",
+                         f"{_f(compared['wall_s'], 0)} / {_f(measured['wall_s'], 0)}",
+                         f"{compared['wall_error']:+.0%}", f"+-{compared['uncertainty']:.0%}",
+                         "yes" if compared["within"] else "NO"])
+        lines_probe = found["probe_cost"]
+        rows[-1 - (len(found["estimates"]) - 1)][3] += (f" ({_f(lines_probe['wall_s'], 0)} s, "
+                                                         f"{_f(lines_probe['cpu_s'], 0)} CPU-s)")
+    return lines + _table(["sweep", "clips", "runs", "calibration (its cost)", "CPU-s estimated / measured",
+                           "off", "wall s estimated / measured", "off", "stated uncertainty",
+                           "within 30%"], rows) + [""]
 
 
 def _upsampling(up: dict) -> list[str]:

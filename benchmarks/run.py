@@ -11,6 +11,8 @@ Sections (all by default; ``--sections`` picks some):
             proof that none imports TensorFlow
   scale     `status` on a 1,000-task array from recorded sacct/squeue output; `collect` on 10,000 results
   memory    peak memory of a training task and of an extraction task
+  estimate  `plan --estimate` against the sweep it priced, on the demo data and on data 10x its size
+            (benchmarks/estimate.py; about 20 min)
   upsampling  BirdNET's own upsampling against hpc-radr's exact fast one, per mode, at 2,200 / 11,000 / 27,000
             random embeddings (benchmarks/upsampling.py; BirdNET's smote at 11,000 alone takes minutes)
 
@@ -36,8 +38,8 @@ from benchmarks.report import write_report
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "jobs" / "imbalance_regularization.toml"
 CONFIGURATIONS = 108
-SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory", "upsampling")
-NEED_DEMO_DATA = {"sweep", "naive", "memory"}
+SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory", "estimate", "upsampling")
+NEED_DEMO_DATA = {"sweep", "naive", "memory", "estimate"}
 
 
 def log(message: str) -> None:
@@ -347,6 +349,18 @@ def section_memory(ctx: dict) -> dict:
     return result
 
 
+def section_estimate(ctx: dict) -> dict:
+    from benchmarks import estimate
+    from hpc_radr.demo_data import DemoSize, generate
+
+    size = ctx["size"]
+    tenfold = DemoSize(per_tier=size.per_tier * 10, negatives=size.negatives * 10,
+                       test_per_tier=size.test_per_tier * 10, test_negatives=size.test_negatives * 10)
+    log(f"estimate: generating data 10x the demo's ({tenfold}) in {ctx['work'] / 'data-10x'}")
+    data = generate(ctx["work"] / "data-10x", tenfold)
+    return estimate.run({**ctx, "repo": REPO, "hpc_radr": hpc_radr(), "log": log}, SWEEP, ctx["data"], data)
+
+
 def section_upsampling(ctx: dict) -> dict:
     out, progress = ctx["work"] / "upsampling.json", ctx["work"] / "upsampling.log"
     log(f"upsampling: BirdNET's own against hpc-radr's, every mode, 3 sizes (minutes: BirdNET's smote); {progress}")
@@ -421,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs or (5 if args.quick else 20),
         "naive_sample": args.naive_sample or (6 if args.quick else None),
         "repeats": args.repeats, "scale_repeats": args.scale_repeats or (3 if args.quick else 7),
-        "overhead_runs": args.overhead_runs,
+        "overhead_runs": args.overhead_runs, "size": size,
     }
     from hpc_radr.demo_data import generate
 
@@ -446,6 +460,8 @@ def main(argv: list[str] | None = None) -> None:
             found = section_scale(ctx)
         elif name == "memory":
             found = section_memory(ctx)
+        elif name == "estimate":
+            found = section_estimate(ctx)
         else:
             found = section_upsampling(ctx)
         results["sections"][name] = found

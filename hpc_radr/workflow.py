@@ -13,14 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpc_radr import runner
+from hpc_radr.estimate import Calibration, Capacity, Estimate, calibrate_from_run_dir, estimate, samples_per_epoch
 from hpc_radr.executors import local, slurm, slurm_site
-from hpc_radr.job_plan import JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
-from hpc_radr.manifest import Manifest, freeze
+from hpc_radr.job_plan import JobKind, JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
+from hpc_radr.manifest import Manifest, ManifestRecord, freeze, load
 from hpc_radr.results import ACTIVE
+from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 from hpc_radr.storage import check_writable
 from hpc_radr.submission import Work, remaining, submission_lock
 from hpc_radr.submission_log import record_submission
+from hpc_radr.sweep import unique_runs
 
 
 @dataclass
@@ -114,3 +118,66 @@ def run_local(manifest: Manifest, workers: int, force: bool = False, progress: l
         if starting is not None:
             starting(work)
         return local.run_local(work, workers, force, progress)
+
+
+def calibrate(record: ManifestRecord, calibrate_from: Path | None, workers: int, threads: int) -> Calibration:
+    """The timings an estimate rests on: an earlier run directory's, or a probe on this sweep's own data
+    (extracting with ``workers`` processes, training with ``threads``, as the tasks will)."""
+    if calibrate_from is not None:
+        return calibrate_from_run_dir(load(RunDir(calibrate_from)))
+    from hpc_radr.birdnet.model_files import ModelFiles
+    from hpc_radr.birdnet.probe import probe
+
+    units = record.units.values()
+    positives = sorted({Path(p) for unit in units for p in unit.positives})
+    negatives = sorted({Path(p) for unit in units for p in unit.negatives})
+    sweep = whole_sweep(record).manifest.sweep
+    largest = max((sum(samples_per_epoch(len(record.units[c.dataset].positives),
+                                         len(record.units[c.dataset].negatives), sweep.training.val_split,
+                                         c.upsampling_ratio)) for c in unique_runs(record.configurations)),
+                  default=8)
+    model = ModelFiles(Path(record.model.model), Path(record.model.labels))
+    return probe(positives, negatives, model, sweep.training, largest, workers, threads)
+
+
+def whole_sweep(record: ManifestRecord) -> Work:
+    """All of a sweep's work, as if nothing were done yet: what `plan --estimate` prices (nothing is read)."""
+    manifest = Manifest(record, RunDir(Path("runs") / "estimate"))
+    return Work(manifest, list(record.units), [c.run_id for c in manifest.runs], [])
+
+
+def local_capacity(work: Work, workers: int) -> Capacity:
+    """How `submit --executor local` lays the work out: one extraction job on every core, then ``workers``
+    processes sharing the cores, each taking the next run."""
+    cores = runner.worker_cpus()
+    units = work.manifest.units
+    clips = sum(len(units[name].positives) + len(units[name].negatives) for name in work.missing_units)
+    lanes = max(1, min(workers, len(work.pending_runs)))
+    return Capacity("local", lanes, max(1, cores // lanes), 0, len(work.pending_runs),
+                    [clips] if clips else [], 1, cores)
+
+
+def slurm_capacity(work: Work, plan: JobPlan, options: SlurmOptions) -> Capacity:
+    """How a Slurm job plan lays the work out (its extraction jobs all start at once)."""
+    units = work.manifest.units
+    embeds = [job for job in plan.jobs if job.kind is JobKind.embed]
+    clips = [sum(len(units[name].positives) + len(units[name].negatives) for task in job.tasks for name in task)
+             for job in embeds]
+    return Capacity("slurm", options.array_parallelism, options.train.cpus, options.train.gpus,
+                    plan.runs_per_task, clips, max(1, len(embeds)), options.embed.cpus)
+
+
+def estimate_cost(work: Work, executor: str, workers: int, options: SlurmOptions,
+                  calibrate_from: Path | None = None) -> Estimate:
+    """What ``work`` will cost, laid out as `submit` would (Slurm: planned with Slurm's default limits,
+    without asking a cluster), calibrated from an earlier run directory or by a probe."""
+    manifest = work.manifest
+    if executor == "local":
+        capacity = local_capacity(work, workers)
+    else:
+        plan = plan_jobs(manifest.sweep.name, work.missing_units, work.pending_runs, options,
+                         slurm_site.DEFAULT_MAX_ARRAY_SIZE)
+        capacity = slurm_capacity(work, plan, options)
+    calibration = calibrate(manifest.record, calibrate_from, capacity.embed_cpus, capacity.train_cpus)
+    return estimate(manifest.record, manifest.sweep, calibration, capacity,
+                    [manifest.run(run_id) for run_id in work.pending_runs])

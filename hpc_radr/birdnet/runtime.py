@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
 
 from hpc_radr import package_versions
 from hpc_radr.birdnet.model_files import ModelFiles
@@ -39,6 +43,20 @@ def configure(model: ModelFiles, crop_mode: str, overlap: float, workers: int) -
     cfg.SIG_OVERLAP = overlap
     cfg.CPU_THREADS = max(1, workers)
     cfg.TFLITE_THREADS = 1
+
+
+@contextmanager
+def stderr_into(target: IO) -> Iterator[None]:
+    """Send this process' file descriptor 2 (where TensorFlow's C++ code writes) to ``target`` for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(target.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def limit_threads(threads: int | None) -> None:

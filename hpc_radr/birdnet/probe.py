@@ -1,0 +1,116 @@
+"""The probe behind `plan --estimate`: a short measurement on the user's own clips and at the sweep's own sizes.
+
+It extracts a sample of the sweep's clips with BirdNET's loader, then times three short fits of BirdNET's own
+training (2, 2 and 4 epochs at a quarter of and at the largest number of samples an epoch of the sweep sees) on
+embeddings drawn so that the classes overlap, which fixes the three terms of ``estimate.RunCost``. About half a
+minute at the demo's size, most of it TensorFlow's import; nothing is written outside a temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hpc_radr.birdnet.model_files import ModelFiles
+from hpc_radr.datasets import EmbeddingUnit, materialize
+from hpc_radr.embedding_cache import Embeddings
+from hpc_radr.estimate import Calibration, fit_run_cost
+from hpc_radr.sweep import Configuration, TrainingSettings
+
+SAMPLE_CLIPS = 24
+MAX_PROBE_SAMPLES = 20_000  # the fits stop growing here; the model carries the rest (it is linear in samples)
+FITS = ((0.25, 2), (1.0, 2), (1.0, 4))  # (share of the largest epoch, epochs)
+
+
+def _cpu_seconds(children: bool = True) -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    if children:
+        ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += ended.ru_utime + ended.ru_stime
+    return total
+
+
+def sample_files(files: list[Path], count: int = SAMPLE_CLIPS) -> list[Path]:
+    """``count`` files spread evenly over ``files`` (all of them when fewer)."""
+    if len(files) <= count:
+        return list(files)
+    picks = np.linspace(0, len(files) - 1, count).round().astype(int)
+    return [files[k] for k in sorted(set(picks.tolist()))]
+
+
+def _drawn(rng: np.random.Generator, n: int, positives: int, dims: int = 1024) -> Embeddings:
+    """Embeddings whose classes overlap (means one standard deviation apart on a few dimensions)."""
+    y = np.zeros((n, 1), dtype="float32")
+    y[:positives] = 1.0
+    x = rng.standard_normal((n, dims)).astype("float32")
+    x[:positives, :16] += 1.0
+    return Embeddings(x, y, ["probe"])
+
+
+def probe(positives: list[Path], negatives: list[Path], model: ModelFiles, settings: TrainingSettings,
+          largest_epoch: int, workers: int, threads: int) -> Calibration:
+    """Measure extraction on a sample of ``positives``/``negatives`` and training at up to ``largest_epoch``
+    samples per epoch (the sweep's largest run), with the sweep's batch size and learning rate; extraction with
+    ``workers`` processes and training with ``threads``, as the sweep's tasks will. Must run before anything
+    else in the process imports TensorFlow (its threads are set at import)."""
+    from hpc_radr.birdnet import runtime
+
+    with open(os.devnull, "w") as sink, runtime.stderr_into(sink), contextlib.redirect_stdout(io.StringIO()):
+        started = time.perf_counter()
+        runtime.limit_threads(threads)  # imports TensorFlow: part of the import a task pays
+        runtime.import_birdnet()
+        import_s = time.perf_counter() - started
+        return _probe(positives, negatives, model, settings, largest_epoch, workers, threads, import_s)
+
+
+def _probe(positives: list[Path], negatives: list[Path], model: ModelFiles, settings: TrainingSettings,
+           largest_epoch: int, workers: int, threads: int, import_s: float) -> Calibration:
+    """``probe`` once TensorFlow is imported, its printing caught (per fit, per export)."""
+    from hpc_radr.birdnet import runtime, training
+    from hpc_radr.birdnet.embeddings import extract
+
+    runtime.configure(model, settings.crop_mode, settings.overlap, workers)
+    sample = EmbeddingUnit("probe", tuple(sample_files(positives, SAMPLE_CLIPS // 2)),
+                           tuple(sample_files(negatives, SAMPLE_CLIPS - SAMPLE_CLIPS // 2)))
+    clips = len(sample.positives) + len(sample.negatives)
+    with tempfile.TemporaryDirectory(prefix="hpc-radr-probe-") as scratch:
+        folder = materialize(sample, "probe", "noise", Path(scratch))
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        extract(folder, model, settings.crop_mode, settings.overlap, workers, clips, "probe")
+        extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
+
+        rng = np.random.default_rng(0)
+        fit_settings = settings.model_copy(update={"evaluation": "held_out"})
+        test = _drawn(rng, 100, 20)
+        largest = max(8, min(largest_epoch, MAX_PROBE_SAMPLES))
+        epochs, samples, walls, cpus = [], [], [], []
+        for share, count in FITS:
+            n = max(8, int(largest * share))
+            train = _drawn(rng, n, max(2, n // 4))
+            config = Configuration(index=0, dataset="probe", upsampling_mode="repeat", upsampling_ratio=0.0,
+                                   focal_loss=False, seed=1, run_id="probe")
+            started, cpu_started = time.perf_counter(), _cpu_seconds(children=False)
+            outcome = training.train_and_evaluate(config, fit_settings.model_copy(update={"epochs": count}),
+                                                  train, test, Path(scratch) / "probe.tflite")
+            walls.append(time.perf_counter() - started)
+            cpus.append(_cpu_seconds(children=False) - cpu_started)
+            epochs.append(float(outcome["epochs_run"]))
+            samples.append(float(n))
+    run_wall, _ = fit_run_cost(epochs, samples, walls)
+    run_cpu, _ = fit_run_cost(epochs, samples, cpus)
+    return Calibration(
+        source="probe",
+        described=(f"a probe on this data: {clips} clips extracted, 3 short fits of up to {largest} samples per "
+                   f"epoch, extraction on {workers} CPUs, training on {threads}"),
+        clip_cpu_s=extract_cpu_s / clips, extraction_efficiency=min(1.0, extract_cpu_s / (extract_s * workers)),
+        import_s=import_s, run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=1.0,
+        spread=0.15,  # three fits cannot show their own spread; what the benchmark measured them to miss by
+        runs=len(FITS))

@@ -1,0 +1,278 @@
+"""What a sweep will cost before it is submitted: CPU-, core- and GPU-hours per job kind, and the wall time at the
+chosen throttle, from a calibration measured on this data or taken from an earlier run directory.
+
+The cost model has one term per thing that costs, each linear in what it grows with:
+
+- extraction: (clips extracted) x (CPU-seconds per clip); a task's wall time is its clips' CPU-seconds spread
+  over its CPUs at the parallel efficiency measured, plus one TensorFlow import;
+- training, per run: ``a + e x (b + c x s)`` seconds, wall and CPU alike, where ``e`` is the epochs run and
+  ``s`` the samples one epoch sees (the fit split after upsampling plus the validation split, both known from
+  the dataset's size, the split and the ratio before anything is trained); ``a`` holds loading the embeddings,
+  evaluation and export; per task, one TensorFlow import more;
+- the sweep's wall time: extraction tasks, then training tasks, each laid greedily, in index order, on as many
+  lanes as the throttle (or the local workers) allows; queue waits are not included.
+
+Epochs run are the planned epochs times the fraction the calibration's runs went before early stopping (1.0 for a
+probe, which has no such history: its estimate of training is then an upper bound). The uncertainty is the
+relative spread of the calibration's own runs around the model, said next to every figure.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hpc_radr.errors import HpcRadrError
+from hpc_radr.manifest import Manifest, ManifestRecord
+from hpc_radr.results import read_result
+from hpc_radr.sweep import Configuration, Sweep, unique_runs
+
+# Extraction statistics are JSON files beside what they describe; these keys are in every one of them.
+EXTRACTION_KEYS = ("clips", "workers", "extract_s", "extract_cpu_s")
+COLLECT_S = 20.0  # a collect job: Python start, merge, report; small beside everything else (not calibrated)
+
+
+class EstimateError(HpcRadrError, ValueError):
+    """No calibration can be made from what was given."""
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Seconds of one training run as ``a + e x (b + c x s)`` (epochs ``e``, samples per epoch ``s``)."""
+
+    a: float
+    b: float
+    c: float
+
+    def seconds(self, epochs: float, samples: float) -> float:
+        return self.a + epochs * (self.b + self.c * samples)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The measured costs an estimate rests on, and where they come from."""
+
+    source: str  # "probe" or "run_dir"
+    described: str  # in words: what was measured, on what
+    clip_cpu_s: float  # CPU-seconds per clip extracted
+    extraction_efficiency: float  # CPU-seconds per wall-second per extraction worker (<= 1)
+    import_s: float  # one TensorFlow + BirdNET import (wall; about as many CPU-seconds)
+    run_wall: RunCost
+    run_cpu: RunCost
+    epoch_fraction: float  # epochs run / epochs planned (early stopping); 1.0 when unknown
+    spread: float  # relative spread of the calibration's runs around the model (one standard deviation)
+    runs: int  # training runs the calibration measured
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def fit_run_cost(epochs: list[float], samples: list[float], seconds: list[float]) -> tuple[RunCost, float]:
+    """The non-negative ``a, b, c`` nearest to the measured runs, and their relative spread around it."""
+    from scipy.optimize import nnls
+
+    e, s, y = (np.asarray(v, dtype=float) for v in (epochs, samples, seconds))
+    design = np.column_stack([np.ones_like(e), e, e * s])
+    coefficients, _ = nnls(design, y)
+    predicted = design @ coefficients
+    relative = (y - predicted) / np.maximum(predicted, 1e-9)
+    spread = float(np.sqrt(np.mean(relative ** 2))) if len(y) > 3 else 0.0
+    return RunCost(*map(float, coefficients)), spread
+
+
+def samples_per_epoch(positives: int, negatives: int, val_split: float, ratio: float) -> tuple[int, int]:
+    """(samples one epoch fits on, validation samples) of a run, as BirdNET 2.4 makes them: each class split
+    into ``int(n x (1 - val_split))`` to fit and the rest to validate; the fit positives raised to
+    ``int(max(fit positives, fit negatives) x ratio)`` when fewer."""
+    fit_pos, fit_neg = int(positives * (1 - val_split)), int(negatives * (1 - val_split))
+    if ratio > 0:
+        fit_pos = max(fit_pos, int(max(fit_pos, fit_neg) * ratio))
+    return fit_pos + fit_neg, (positives - int(positives * (1 - val_split))) + (
+        negatives - int(negatives * (1 - val_split)))
+
+
+# -------------------------------------------------------------------------------------------- calibration --
+
+def _extraction_stats(run_dir: Path) -> list[dict]:
+    """Every extraction statistics file of a run directory (unit caches, or clip store shards)."""
+    found = []
+    for folder in (run_dir / "cache", run_dir / "clips"):
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                stats = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(stats, dict) and all(isinstance(stats.get(k), (int, float)) for k in EXTRACTION_KEYS):
+                found.append(stats)
+    return found
+
+
+def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
+    """A calibration from the timings an earlier sweep recorded (its extraction statistics and its results)."""
+    stats = [s for s in _extraction_stats(manifest.run_dir.path) if s["clips"] > 0 and s["extract_s"] > 0]
+    if not stats:
+        raise EstimateError(f"{manifest.run_dir.path}: no extraction statistics to calibrate from "
+                            "(a run directory whose embeddings were extracted by hpc-radr)")
+    clips = sum(s["clips"] for s in stats)
+    cpu = sum(s["extract_cpu_s"] for s in stats)
+    efficiency = cpu / sum(s["extract_s"] * s["workers"] for s in stats)
+    imports = [s["import_s"] for s in stats if s.get("import_s", 0) > 1.0]  # the first unit of a task imports
+    epochs, samples, walls, cpus, fractions, process_imports = [], [], [], [], [], []
+    for config in manifest.runs:
+        record = read_result(manifest.run_dir, config.run_id).record
+        if record is None or "timings" not in record:
+            continue
+        timings, counts = record["timings"], record.get("sample_counts") or {}
+        if "run_cpu_s" not in timings or "fit_after_upsampling" not in counts:
+            continue
+        fit, val = counts["fit_after_upsampling"], counts.get("validation", {"positive": 0, "negative": 0})
+        epochs.append(float(record["epochs_run"]))
+        samples.append(float(fit["positive"] + fit["negative"] + val["positive"] + val["negative"]))
+        walls.append(sum(timings.get(k, 0.0) for k in ("cache_load_s", "fit_s", "evaluate_s", "export_s")))
+        cpus.append(float(timings["run_cpu_s"]))
+        fractions.append(record["epochs_run"] / record["training"]["epochs"])
+        process_imports.append(float(timings.get("process_import_s", 0.0)))
+    if len(epochs) < 3:
+        raise EstimateError(f"{manifest.run_dir.path}: {len(epochs)} results with timings; a calibration needs "
+                            "at least 3 (collect an earlier sweep first, or use the probe: --estimate alone)")
+    run_wall, wall_spread = fit_run_cost(epochs, samples, walls)
+    run_cpu, cpu_spread = fit_run_cost(epochs, samples, cpus)
+    import_s = float(np.median(process_imports + imports)) if process_imports or imports else 8.0
+    return Calibration(
+        source="run_dir",
+        described=f"the timings of {manifest.run_dir.path}: {len(epochs)} runs and {clips} extracted clips",
+        clip_cpu_s=cpu / clips, extraction_efficiency=min(1.0, efficiency), import_s=import_s,
+        run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=float(np.mean(fractions)),
+        spread=max(wall_spread, cpu_spread), runs=len(epochs))
+
+
+# ------------------------------------------------------------------------------------------------ estimate --
+
+@dataclass(frozen=True)
+class Capacity:
+    """How the work is laid out: the throttle (Slurm) or the worker count (local), and each task's CPUs/GPUs."""
+
+    executor: str  # "slurm" or "local"
+    train_lanes: int  # training tasks at once
+    train_cpus: int
+    train_gpus: int
+    runs_per_task: int  # local: every run of the sweep goes through each worker's one process
+    embed_tasks: list[int]  # clips of each extraction task
+    embed_lanes: int
+    embed_cpus: int
+
+
+@dataclass(frozen=True)
+class KindCost:
+    """One kind of job: how many tasks, what they consume, what they hold, how long the phase takes."""
+
+    kind: str
+    tasks: int
+    cpu_hours: float  # CPU time consumed
+    core_hours: float  # CPUs held x wall time: what a cluster's accounting charges
+    gpu_hours: float  # GPUs held x wall time
+    task_hours_max: float  # the longest task (for --time-min)
+    wall_hours: float  # this phase, start to end, at the throttle
+
+
+@dataclass(frozen=True)
+class Estimate:
+    calibration: Calibration
+    capacity: Capacity
+    kinds: list[KindCost]
+    wall_hours: float
+    uncertainty: float  # relative, one standard deviation
+    runs: int
+    clips: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_hours(self) -> float:
+        return sum(k.cpu_hours for k in self.kinds)
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(k.gpu_hours for k in self.kinds)
+
+    def as_json(self) -> dict:
+        return {"calibration": self.calibration.as_json(), "capacity": asdict(self.capacity),
+                "kinds": [asdict(k) for k in self.kinds], "cpu_hours": self.cpu_hours,
+                "gpu_hours": self.gpu_hours, "wall_hours": self.wall_hours, "uncertainty": self.uncertainty,
+                "runs": self.runs, "clips": self.clips, "notes": self.notes}
+
+
+def _makespan(durations: list[float], lanes: int) -> float:
+    """Wall time of tasks started in order, each on the first lane free."""
+    free = [0.0] * max(1, min(lanes, len(durations)))
+    for duration in durations:
+        heapq.heappush(free, heapq.heappop(free) + duration)
+    return max(free) if durations else 0.0
+
+
+def run_seconds(record: ManifestRecord, sweep: Sweep, calibration: Calibration,
+                runs: list[Configuration]) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each run, in order."""
+    settings = sweep.training
+    epochs = settings.epochs * calibration.epoch_fraction
+    found = []
+    for config in runs:
+        unit = record.units[config.dataset]
+        fit, val = samples_per_epoch(len(unit.positives), len(unit.negatives), settings.val_split,
+                                     config.upsampling_ratio)
+        found.append((calibration.run_wall.seconds(epochs, fit + val),
+                      calibration.run_cpu.seconds(epochs, fit + val)))
+    return found
+
+
+def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, capacity: Capacity,
+             runs: list[Configuration] | None = None) -> Estimate:
+    """The cost of training ``runs`` (default: every run of the sweep) and extracting the clips of
+    ``capacity.embed_tasks``, at ``capacity``."""
+    runs = unique_runs(record.configurations) if runs is None else runs
+    hour, kinds, notes = 3600.0, [], []
+    embed_walls = [calibration.import_s + clips * calibration.clip_cpu_s
+                   / (calibration.extraction_efficiency * capacity.embed_cpus) for clips in capacity.embed_tasks]
+    clips = sum(capacity.embed_tasks)
+    embed_wall = _makespan(embed_walls, capacity.embed_lanes)
+    if capacity.embed_tasks:
+        kinds.append(KindCost("embed", len(embed_walls),
+                              (clips * calibration.clip_cpu_s + len(embed_walls) * calibration.import_s) / hour,
+                              sum(embed_walls) * capacity.embed_cpus / hour, 0.0, max(embed_walls) / hour,
+                              embed_wall / hour))
+    per_run = run_seconds(record, sweep, calibration, runs)
+    size = max(1, capacity.runs_per_task)
+    tasks = [per_run[k:k + size] for k in range(0, len(per_run), size)]
+    if capacity.executor == "local":  # each worker imports once and takes the next run: lanes of runs
+        walls = [w for w, _ in per_run]
+        train_wall = calibration.import_s + _makespan(walls, capacity.train_lanes)
+        held = sum(walls) + calibration.import_s * min(capacity.train_lanes, len(walls))
+        imports = min(capacity.train_lanes, len(walls))
+        longest = train_wall
+    else:
+        task_walls = [calibration.import_s + sum(w for w, _ in task) for task in tasks]
+        train_wall = _makespan(task_walls, capacity.train_lanes)
+        held = sum(task_walls)
+        imports = len(task_walls)
+        longest = max(task_walls, default=0.0)
+    if per_run:
+        cpu = sum(c for _, c in per_run) + imports * calibration.import_s
+        kinds.append(KindCost("train", imports if capacity.executor == "local" else len(tasks), cpu / hour,
+                              held * capacity.train_cpus / hour, held * capacity.train_gpus / hour,
+                              longest / hour, train_wall / hour))
+    if capacity.executor == "slurm" and per_run:
+        kinds.append(KindCost("collect", 1, COLLECT_S / hour, COLLECT_S / hour, 0.0, COLLECT_S / hour,
+                              COLLECT_S / hour))
+    if calibration.source == "probe":
+        notes.append("the probe cannot know how early BirdNET's early stopping ends runs: training assumes every "
+                     "run goes all its epochs (an upper bound)")
+    if capacity.train_gpus:
+        notes.append("GPU-hours are the GPUs held for the training tasks' wall time; the wall time is that of the "
+                     "calibration's hardware (BirdNET's small head trains about as fast on CPU)")
+    wall = embed_wall + train_wall + (COLLECT_S if capacity.executor == "slurm" and per_run else 0.0)
+    uncertainty = math.sqrt(calibration.spread ** 2 + 0.05 ** 2)  # 5 %: what a machine's load alone moves
+    return Estimate(calibration, capacity, kinds, wall / hour, uncertainty, len(runs), clips, notes)

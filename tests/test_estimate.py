@@ -1,0 +1,193 @@
+"""The cost estimate: its model against numbers worked by hand, its sample counts against BirdNET's own, its
+calibration from a real trained run directory and from the real probe, and the command's errors."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from conftest import write_sweep
+
+from hpc_radr.estimate import (
+    Calibration,
+    Capacity,
+    EstimateError,
+    RunCost,
+    _makespan,
+    calibrate_from_run_dir,
+    estimate,
+    fit_run_cost,
+    samples_per_epoch,
+)
+from hpc_radr.job_plan import plan_jobs, slurm_options
+from hpc_radr.manifest import load
+from hpc_radr.results import read_result
+from hpc_radr.run_dir import RunDir
+from hpc_radr.workflow import slurm_capacity, whole_sweep
+
+
+def calibration(**changes) -> Calibration:
+    values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, extraction_efficiency=0.5, import_s=5.0,
+                  run_wall=RunCost(1.0, 0.1, 0.001), run_cpu=RunCost(2.0, 0.1, 0.002), epoch_fraction=0.5,
+                  spread=0.0, runs=10)
+    return Calibration(**{**values, **changes})
+
+
+def planned(small_data, tmp_path, seeds="[1, 2]"):
+    from hpc_radr.planning import plan_manifest
+
+    record, _ = plan_manifest(write_sweep(tmp_path, seeds=seeds, epochs=10), small_data, None, True, {})
+    return whole_sweep(record)
+
+
+def test_fit_recovers_the_coefficients_of_exact_runs():
+    truth = RunCost(0.7, 0.05, 0.0004)
+    epochs, samples = [2, 2, 4, 10, 20], [100, 2000, 2000, 500, 300]
+    cost, spread = fit_run_cost(epochs, samples, [truth.seconds(e, s) for e, s in zip(epochs, samples, strict=True)])
+    assert cost.a == pytest.approx(truth.a) and cost.b == pytest.approx(truth.b) and cost.c == pytest.approx(truth.c)
+    assert spread == pytest.approx(0.0, abs=1e-9)
+
+
+def test_makespan_lays_tasks_on_the_first_free_lane():
+    assert _makespan([3, 1, 1, 1], 2) == 3  # lane 1: 3; lane 2: 1 + 1 + 1
+    assert _makespan([1, 1, 1, 1, 1], 2) == 3
+    assert _makespan([5], 8) == 5 and _makespan([], 4) == 0
+
+
+def test_sample_counts_are_birdnets_own(trained_run):
+    """For every real run: the samples one epoch fits on and validates on, predicted before training, equal
+    the counts BirdNET's split and upsampling gave."""
+    manifest = load(RunDir(trained_run))
+    for config in manifest.runs:
+        record = read_result(manifest.run_dir, config.run_id).record
+        counts, unit = record["sample_counts"], manifest.units[config.dataset]
+        fit = counts["fit_after_upsampling"]["positive"] + counts["fit_after_upsampling"]["negative"]
+        val = counts["validation"]["positive"] + counts["validation"]["negative"]
+        assert samples_per_epoch(len(unit.positives), len(unit.negatives), manifest.sweep.training.val_split,
+                                 config.upsampling_ratio) == (fit, val), config.run_id
+
+
+def test_estimate_adds_up_by_hand(small_data, tmp_path):
+    work = planned(small_data, tmp_path)
+    record, sweep = work.manifest.record, work.manifest.sweep
+    cal = calibration()
+    runs = [work.manifest.run(r) for r in work.pending_runs]
+    capacity = Capacity("slurm", train_lanes=4, train_cpus=2, train_gpus=1, runs_per_task=1,
+                        embed_tasks=[100, 50], embed_lanes=2, embed_cpus=2)
+    found = estimate(record, sweep, cal, capacity, runs)
+    epochs = 10 * 0.5
+    walls, cpus = [], []
+    for config in runs:
+        unit = record.units[config.dataset]
+        fit, val = samples_per_epoch(len(unit.positives), len(unit.negatives), 0.2, config.upsampling_ratio)
+        walls.append(1.0 + epochs * (0.1 + 0.001 * (fit + val)))
+        cpus.append(2.0 + epochs * (0.1 + 0.002 * (fit + val)))
+    kinds = {k.kind: k for k in found.kinds}
+    assert kinds["embed"].cpu_hours * 3600 == pytest.approx(150 * 0.1 + 2 * 5.0)
+    assert kinds["embed"].wall_hours * 3600 == pytest.approx(5.0 + 100 * 0.1 / (0.5 * 2))
+    assert kinds["train"].tasks == len(runs) == 12
+    assert kinds["train"].cpu_hours * 3600 == pytest.approx(sum(cpus) + len(runs) * 5.0)
+    assert kinds["train"].gpu_hours * 3600 == pytest.approx(sum(walls) + len(runs) * 5.0)
+    assert kinds["train"].core_hours == pytest.approx(2 * kinds["train"].gpu_hours)
+    assert kinds["train"].wall_hours * 3600 == pytest.approx(_makespan([5.0 + w for w in walls], 4))
+    one_lane = estimate(record, sweep, cal, Capacity(**{**capacity.__dict__, "train_lanes": 1}), runs)
+    assert {k.kind: k for k in one_lane.kinds}["train"].wall_hours * 3600 == pytest.approx(sum(walls) + 12 * 5.0)
+    assert found.cpu_hours == pytest.approx(one_lane.cpu_hours)  # the throttle moves the wall time only
+    local = estimate(record, sweep, cal, Capacity("local", 2, 1, 0, len(runs), [150], 1, 2), runs)
+    train = {k.kind: k for k in local.kinds}["train"]
+    assert train.tasks == 2 and train.cpu_hours * 3600 == pytest.approx(sum(cpus) + 2 * 5.0)
+    assert train.wall_hours * 3600 == pytest.approx(5.0 + _makespan(walls, 2))
+    assert "collect" not in {k.kind for k in local.kinds}
+
+
+def test_slurm_layout_follows_the_job_plan(small_data, tmp_path):
+    """Runs packed into tasks, the throttle and the CPUs come from the same plan `submit` makes."""
+    work = planned(small_data, tmp_path)
+    cal = calibration()
+    options = slurm_options("gpu", runs_per_task=3, array_parallelism=2)
+    plan = plan_jobs("small", work.missing_units, work.pending_runs, options, 1001)
+    capacity = slurm_capacity(work, plan, options)
+    assert capacity.runs_per_task == 3 and capacity.train_lanes == 2 and capacity.train_gpus == 1
+    units = work.manifest.units
+    assert sorted(capacity.embed_tasks) == sorted(len(u.positives) + len(u.negatives) for u in units.values())
+    found = estimate(work.manifest.record, work.manifest.sweep, cal, capacity,
+                     [work.manifest.run(r) for r in work.pending_runs])
+    assert {k.kind: k.tasks for k in found.kinds} == {"embed": 3, "train": 4, "collect": 1}
+
+
+def test_calibration_from_a_trained_run_directory(trained_run, small_data, tmp_path):
+    cal = calibrate_from_run_dir(load(RunDir(trained_run)))
+    assert cal.source == "run_dir" and cal.runs == 12
+    assert cal.clip_cpu_s > 0 and 0 < cal.extraction_efficiency <= 1 and cal.import_s > 0
+    assert 0 < cal.epoch_fraction <= 1
+    assert cal.run_wall.seconds(5, 60) > 0 and cal.run_cpu.seconds(5, 60) > 0
+    # it predicts its own runs' total to within the spread it states
+    manifest = load(RunDir(trained_run))
+    measured = predicted = 0.0
+    for config in manifest.runs:
+        record = read_result(manifest.run_dir, config.run_id).record
+        timings, counts = record["timings"], record["sample_counts"]
+        samples = sum(counts["fit_after_upsampling"].values()) + sum(counts["validation"].values())
+        measured += timings["run_cpu_s"]
+        predicted += cal.run_cpu.seconds(record["epochs_run"], samples)
+    assert predicted == pytest.approx(measured, rel=max(0.05, cal.spread))
+
+
+def test_a_run_directory_without_results_cannot_calibrate(small_data, tmp_path):
+    from hpc_radr.submission import prepare
+
+    manifest = prepare(write_sweep(tmp_path), tmp_path / "run", small_data, None, dedupe=True, overrides={})
+    with pytest.raises(EstimateError, match="no extraction statistics"):
+        calibrate_from_run_dir(manifest)
+
+
+def hpc_radr(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc_radr", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_plan_estimate_from_a_run_directory_imports_no_tensorflow(trained_run, small_data, tmp_path):
+    sweep = write_sweep(tmp_path, epochs=10)
+    done = hpc_radr("plan", sweep, "--calibrate-from", trained_run, "--data", small_data, "--partition", "gpu",
+                    "--array-parallelism", 4, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["runs"] == 12 and found["capacity"]["train_lanes"] == 4
+    assert found["calibration"]["source"] == "run_dir" and found["gpu_hours"] > 0
+    assert math.isclose(found["cpu_hours"], sum(k["cpu_hours"] for k in found["kinds"]))
+    check = (f"import sys, runpy; sys.argv = ['hpc-radr', 'plan', {str(sweep)!r}, '--calibrate-from', "
+             f"{str(trained_run)!r}, '--data', {str(small_data)!r}]\n"
+             "try:\n    runpy.run_module('hpc_radr', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('TF', 'tensorflow' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "estimate: 12 runs" in shown.stdout and shown.stdout.strip().endswith("TF False"), shown.stderr
+    assert not list(tmp_path.glob("runs")), "an estimate writes nothing"
+
+
+def test_plan_estimate_errors_are_one_line(trained_run, small_data, tmp_path):
+    sweep = write_sweep(tmp_path)
+    for args, words in (
+            (["--calibrate-from", tmp_path / "nowhere", "--data", small_data], "nowhere"),
+            (["--calibrate-from", trained_run], "data"),  # no --data and no [data].source
+            (["--calibrate-from", trained_run, "--data", tmp_path / "no-data"], "no-data")):
+        done = hpc_radr("plan", sweep, *args, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], \
+            done.stderr
+
+
+@pytest.mark.training
+def test_the_probe_calibrates_on_the_users_data(small_data, tmp_path):
+    """The real probe: it extracts clips and fits BirdNET, and the estimate it gives prices every run."""
+    sweep = write_sweep(tmp_path, epochs=10)
+    done = hpc_radr("plan", sweep, "--estimate", "--data", small_data, "--executor", "local", "--workers", 2,
+                    "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    cal = found["calibration"]
+    assert cal["source"] == "probe" and cal["epoch_fraction"] == 1.0 and cal["runs"] == 3
+    assert cal["clip_cpu_s"] > 0.005 and cal["import_s"] > 0.5  # a real extraction and a real import
+    units = planned(small_data, tmp_path).manifest.units.values()
+    assert found["runs"] == 12 and found["clips"] == sum(len(u.positives) + len(u.negatives) for u in units)
+    assert any("upper bound" in note for note in found["notes"])
