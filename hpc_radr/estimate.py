@@ -23,6 +23,7 @@ import heapq
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,60 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
     wall = embed_wall + train_wall + (COLLECT_S if capacity.executor == "slurm" and per_run else 0.0)
     uncertainty = math.sqrt(calibration.spread ** 2 + 0.05 ** 2)  # 5 %: what a machine's load alone moves
     return Estimate(calibration, capacity, kinds, wall / hour, uncertainty, len(runs), clips, notes)
+
+
+# ------------------------------------------------------------------------------------------ actual cost --
+
+def _time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def actual_cost(manifest: Manifest) -> dict | None:
+    """What the sweep cost, from the timings it recorded: CPU-hours per job kind (extraction, training runs
+    and each training process' import) and the wall time from the first extraction to the last result,
+    queue waits included. None when nothing was recorded yet."""
+    kinds = {"embed": 0.0, "train": 0.0}
+    starts, ends = [], []
+    clips = 0
+    for stats in _extraction_stats(manifest.run_dir.path):
+        kinds["embed"] += stats["extract_cpu_s"] + stats.get("import_s", 0.0)
+        clips += int(stats["clips"])
+        end = _time(stats.get("finished_at"))
+        if end is not None:
+            ends.append(end)
+            starts.append(end - timedelta(seconds=stats["extract_s"] + stats.get("import_s", 0.0)))
+    processes: dict[tuple, float] = {}
+    runs = 0
+    for config in manifest.runs:
+        record = read_result(manifest.run_dir, config.run_id).record
+        if record is None or "run_cpu_s" not in record.get("timings", {}):
+            continue
+        runs += 1
+        kinds["train"] += record["timings"]["run_cpu_s"]
+        environment = record.get("environment", {})
+        processes[(environment.get("host"), environment.get("pid"))] = record["timings"].get("process_import_s", 0.0)
+        for stamp, found in (("started_at", starts), ("finished_at", ends)):
+            moment = _time(record.get(stamp))
+            if moment is not None:
+                found.append(moment)
+    if not runs and not clips:
+        return None
+    kinds["train"] += sum(processes.values())
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else math.nan
+    return {"cpu_hours": {k: v / 3600 for k, v in kinds.items()}, "total_cpu_hours": sum(kinds.values()) / 3600,
+            "wall_hours": wall / 3600, "runs": runs, "clips": clips, "processes": len(processes)}
+
+
+def estimate_against_actual(manifest: Manifest) -> dict | None:
+    """The kept estimate (``submit --estimate``) beside the actual cost; None when neither exists."""
+    actual = actual_cost(manifest)
+    try:
+        estimated = json.loads(manifest.run_dir.estimate.read_text())
+    except (OSError, ValueError):
+        estimated = None
+    if actual is None and estimated is None:
+        return None
+    return {"estimated": estimated, "actual": actual}

@@ -38,6 +38,8 @@ class RunDir:
     data = property(lambda self: self.path / "data", doc="data/: BirdNET layouts of each unit (symlinks)")
     cache = property(lambda self: self.path / "cache", doc="cache/: one embedding cache per unit")
     submitit = property(lambda self: self.path / "submitit", doc="submitit/: the executors' own files")
+    estimate = property(lambda self: self.path / "estimate.json",
+                        doc="estimate.json: what `submit --estimate` said the work would cost")
 
     def result(self, run_id: str) -> Path:
         return self.path / "results" / f"{run_id}.json"

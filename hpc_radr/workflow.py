@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hpc_radr import runner
+from hpc_radr.atomic import write_json
 from hpc_radr.estimate import Calibration, Capacity, Estimate, calibrate_from_run_dir, estimate, samples_per_epoch
 from hpc_radr.executors import local, slurm, slurm_site
 from hpc_radr.job_plan import JobKind, JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
@@ -138,6 +140,12 @@ def calibrate(record: ManifestRecord, calibrate_from: Path | None, workers: int,
                   default=8)
     model = ModelFiles(Path(record.model.model), Path(record.model.labels))
     return probe(positives, negatives, model, sweep.training, largest, workers, threads)
+
+
+def keep_estimate(manifest: Manifest, found: Estimate) -> None:
+    """Keep what a submission was estimated to cost, for the report to set against what it cost."""
+    write_json(manifest.run_dir.estimate, {"made_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                           **found.as_json()})
 
 
 def whole_sweep(record: ManifestRecord) -> Work:

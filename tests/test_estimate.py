@@ -191,3 +191,39 @@ def test_the_probe_calibrates_on_the_users_data(small_data, tmp_path):
     units = planned(small_data, tmp_path).manifest.units.values()
     assert found["runs"] == 12 and found["clips"] == sum(len(u.positives) + len(u.negatives) for u in units)
     assert any("upper bound" in note for note in found["notes"])
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(trained_run, small_data, tmp_path):
+    sweep = write_sweep(tmp_path, epochs=10)
+    run_dir = tmp_path / "planned"
+    done = hpc_radr("submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu", "--dry-run",
+                    "--calibrate-from", trained_run, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["dry_run"] and found["estimate"]["runs"] == 12 and found["estimate"]["gpu_hours"] > 0
+    assert not run_dir.exists()
+    shown = hpc_radr("submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
+                     "--dry-run", "--calibrate-from", trained_run, cwd=tmp_path)
+    assert shown.returncode == 0 and "estimate: 12 runs" in shown.stdout and "GPU-hours" in shown.stdout
+    assert not run_dir.exists()
+
+
+@pytest.mark.training
+def test_the_report_sets_the_kept_estimate_against_the_actual_cost(trained_run, small_data, tmp_path):
+    sweep = write_sweep(tmp_path, modes='["linear"]', ratios="[1.0]", seeds="[1]", epochs=3,
+                        datasets='[[datasets]]\nname = "high_medium"\ntiers = ["high", "medium"]\n')
+    run_dir = tmp_path / "run"
+    done = hpc_radr("submit", sweep, "--data", small_data, "--run-dir", run_dir, "--executor", "local",
+                    "--calibrate-from", trained_run, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    kept = json.loads((run_dir / "estimate.json").read_text())
+    assert kept["runs"] == 1 and kept["calibration"]["source"] == "run_dir" and kept["made_at"]
+    assert hpc_radr("collect", run_dir, cwd=tmp_path).returncode == 0
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    cost = report["provenance"]["cost"]
+    assert cost["estimated"]["cpu_hours"] == pytest.approx(kept["cpu_hours"])
+    actual = cost["actual"]
+    assert actual["runs"] == 1 and actual["processes"] == 1 and actual["total_cpu_hours"] > 0
+    assert actual["wall_hours"] > 0
+    text = (run_dir / "report" / "report.md").read_text()
+    assert "## Cost" in text and "Estimated at submit" in text

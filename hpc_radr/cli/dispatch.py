@@ -160,12 +160,21 @@ def _progress(quiet: bool):
     return Display()
 
 
-def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bool, as_json: bool, options) -> None:
-    """Hand the remaining work to the chosen executor and report; exit 1 if local runs failed."""
+def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bool, as_json: bool, options,
+        estimate=None) -> None:
+    """Hand the remaining work to the chosen executor and report; exit 1 if local runs failed. An ``estimate``
+    is shown first, and kept in the run directory once something was submitted."""
     from hpc_radr import workflow
 
+    if estimate is not None and not as_json:
+        from hpc_radr.cli.plan import print_estimate
+
+        print_estimate(estimate)
     if executor is ExecutorName.slurm:
-        _report_slurm(workflow.submit_slurm(manifest, options, force, dry_run), as_json)
+        outcome = workflow.submit_slurm(manifest, options, force, dry_run)
+        if estimate is not None and not dry_run and outcome.job_ids:
+            workflow.keep_estimate(manifest, estimate)
+        _report_slurm(outcome, as_json, estimate)
         return
 
     def starting(work) -> None:
@@ -175,9 +184,11 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
 
     with _progress(as_json) as feed:
         outcome = workflow.run_local(manifest, workers, force, feed, starting)
+    if estimate is not None:
+        workflow.keep_estimate(manifest, estimate)
     summary = {"run_dir": str(manifest.run_dir.path), "executor": "local", "trained": outcome.trained,
                "failed": outcome.failed, "skipped": len(outcome.skipped), "seconds": round(outcome.seconds, 1),
-               "errors": outcome.errors}
+               "errors": outcome.errors, **({"estimate": estimate.as_json()} if estimate is not None else {})}
     for reason in outcome.errors:  # a full disk or read-only folder stopped workers: say so, not just "failed"
         print_error(reason)
     if as_json:
@@ -192,10 +203,11 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
         raise typer.Exit(1)
 
 
-def _report_slurm(outcome, as_json: bool) -> None:
+def _report_slurm(outcome, as_json: bool, estimate=None) -> None:
     jobs = outcome.plan.jobs
     if as_json:
         emit_json({"run_dir": str(outcome.run_dir), "executor": "slurm", "dry_run": outcome.dry_run,
+                   **({"estimate": estimate.as_json()} if estimate is not None else {}),
                    "already_done": len(outcome.work.done_runs), "runs_per_task": outcome.plan.runs_per_task,
                    "notes": outcome.notes,
                    "jobs": [{"kind": j.kind.value, "name": j.name, "job_id": outcome.job_ids.get(j.name),

@@ -9,7 +9,7 @@ import typer
 
 from hpc_radr.cli import dispatch as d
 from hpc_radr.cli.output import user_errors
-from hpc_radr.cli.plan import SWEEP_HELP, resolve_sweep
+from hpc_radr.cli.plan import SWEEP_HELP, CalibrateFrom, Estimate, resolve_sweep
 
 if TYPE_CHECKING:
     from hpc_radr.job_plan import SlurmOptions
@@ -27,6 +27,8 @@ def submit(
     workers: d.Workers = 2,
     force: d.Force = False,
     dry_run: d.DryRun = False,
+    estimate: bool = Estimate,
+    calibrate_from: Path | None = CalibrateFrom,
     as_json: d.AsJson = False,
     *,
     slurm: SlurmOptions,
@@ -34,7 +36,8 @@ def submit(
     """Run the sweep's missing runs (each unique experiment once), one result file per run.
 
     Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
-    collect job, and returns at once with their ids.
+    collect job, and returns at once with their ids. With --estimate (or --calibrate-from) it also says what the
+    work will cost, and keeps the estimate in the run directory for the report to set against the actual cost.
     """
     from hpc_radr.submission import prepare
 
@@ -42,7 +45,13 @@ def submit(
     with user_errors():
         manifest = prepare(resolve_sweep(sweep), run_dir, data, model, dedupe=not literal,
                            overrides={"epochs": epochs} if epochs else {}, write=False)
-        d.run(manifest, chosen, workers, force, dry_run, as_json, slurm)
+        found = None
+        if estimate or calibrate_from is not None:
+            from hpc_radr import workflow
+            from hpc_radr.submission import remaining
+
+            found = workflow.estimate_cost(remaining(manifest, force), chosen.value, workers, slurm, calibrate_from)
+        d.run(manifest, chosen, workers, force, dry_run, as_json, slurm, found)
 
 
 def register(app: typer.Typer) -> None:

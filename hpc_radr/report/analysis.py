@@ -26,6 +26,7 @@ from scipy.special import stdtr, stdtrit  # t distribution and quantile: scipy.s
 
 from hpc_radr import operating_points as op
 from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, operating_point_columns, summarize
+from hpc_radr.estimate import estimate_against_actual
 from hpc_radr.manifest import Manifest
 from hpc_radr.report.bootstrap import Bootstrap
 from hpc_radr.report.multiplicity import adjust
@@ -469,6 +470,7 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
         "configurations": len(manifest.configurations),
         "runs": len(manifest.runs),
         "completed_configurations": int((table["state"] == "completed").sum()),
+        "cost": estimate_against_actual(manifest),
     }
 
 

@@ -277,6 +277,45 @@ def _summary(doc: Document, analysis: Analysis) -> None:
     doc.table(["dataset", "mode", "ratio", "focal", "n", *SUMMARY_METRICS], rows)
 
 
+def _hours(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value * 60:.1f} min" if value < 1 else f"{value:.2f} h"
+
+
+def _cost(doc: Document, analysis: Analysis) -> None:
+    """What the sweep cost, beside what `submit --estimate` said it would."""
+    cost = analysis.provenance.get("cost")
+    if not cost:
+        return
+    estimated, actual = cost["estimated"], cost["actual"] or {"cpu_hours": {}, "total_cpu_hours": None,
+                                                                 "wall_hours": None}
+    doc.heading(2, "Cost", "cost")
+    kinds = {k["kind"]: k for k in (estimated or {}).get("kinds", [])}
+    rows = []
+    for kind in ("embed", "train", "collect"):
+        guess, spent = kinds.get(kind, {}).get("cpu_hours"), actual["cpu_hours"].get(kind)
+        if guess is None and spent is None:
+            continue
+        rows.append([f"CPU-hours, {kind}", "-" if guess is None else f"{guess:.3f}",
+                     "-" if spent is None else f"{spent:.3f}"])
+    total = actual["total_cpu_hours"]
+    rows.append(["CPU-hours, all", "-" if estimated is None else f"{estimated['cpu_hours']:.3f}",
+                 "-" if total is None else f"{total:.3f}"])
+    rows.append(["wall time", "-" if estimated is None else _hours(estimated["wall_hours"]),
+                 _hours(actual["wall_hours"])])
+    if estimated is None:
+        doc.paragraph("CPU-hours the recorded timings account for (extraction, training runs, each training "
+                      "process' import) and the wall time from the first extraction to the last result. No "
+                      "estimate was kept (`submit --estimate` keeps one).")
+    else:
+        doc.paragraph(f"Estimated at submit ({estimated['made_at']}, calibrated by "
+                      f"{estimated['calibration']['described']}; +-{estimated['uncertainty']:.0%}) against what "
+                      "the recorded timings account for. The actual wall time runs from the first extraction to "
+                      "the last result, so it includes queue waits, which the estimate does not.")
+    doc.table(["", "estimated", "actual"], rows)
+
+
 def _provenance(doc: Document, analysis: Analysis) -> None:
     p = analysis.provenance
     doc.heading(2, "How these results were produced", "provenance")
@@ -316,6 +355,7 @@ def document(analysis: Analysis, figure_names: list[str]) -> Document:
     _figures(doc, figure_names)
     _warnings(doc, analysis)
     _summary(doc, analysis)
+    _cost(doc, analysis)
     _provenance(doc, analysis)
     return doc
 
