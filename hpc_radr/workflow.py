@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_radr.executors import local, slurm, slurm_site
-from hpc_radr.job_plan import JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
+from hpc_radr.job_plan import DEFAULT_SHARD_CLIPS, JobKind, JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
 from hpc_radr.manifest import Manifest, freeze
 from hpc_radr.results import ACTIVE
 from hpc_radr.status import status
@@ -47,7 +47,11 @@ def _notes(plan: JobPlan, options: SlurmOptions, site: slurm_site.Site) -> list[
     if plan.runs_per_task > (options.runs_per_task or 1):
         notes.append(f"{plan.runs_per_task} runs per training task: the cluster lets you submit {site.submit_limit} "
                      "more jobs (MaxSubmitJobsPerUser; every array task counts)")
-    arrays = [job for job in plan.jobs if job.is_array]
+    embeds = [job for job in plan.jobs if job.kind is JobKind.embed]
+    if embeds and plan.clips_per_task > options.embed_shard_clips:
+        notes.append(f"{plan.clips_per_task} clips per extraction task, not {options.embed_shard_clips} "
+                     f"(--embed-shard-clips): the cluster's MaxArraySize {site.max_array_size} caps the array's tasks")
+    arrays = [job for job in plan.jobs if job.kind is JobKind.train]
     if len(arrays) > 1:
         notes.append(f"{len(arrays)} training arrays (MaxArraySize {site.max_array_size}); together they run at most "
                      f"{options.array_parallelism} tasks at once (--array-parallelism)")
@@ -77,8 +81,8 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
     def planned() -> tuple[Work, JobPlan]:
         frozen = manifest.run_dir.manifest.exists()
         work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
-        plan = plan_jobs(manifest.sweep.name, work.missing_units, work.pending_runs, options, site.max_array_size,
-                         site.submit_limit)
+        plan = plan_jobs(manifest.sweep.name, work.missing_clips, work.clip_count, work.pending_runs, options,
+                         site.max_array_size, site.submit_limit)
         return work, plan
 
     work, plan = planned()
@@ -104,13 +108,14 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
 
 
 def run_local(manifest: Manifest, workers: int, force: bool = False, progress: local.Progress | None = None,
-              starting: Callable[[Work], None] | None = None) -> local.LocalOutcome:
-    """Freeze the manifest and train what remains on this machine, blocking until done; ``starting(work)`` is
-    told what will run before it starts."""
+              starting: Callable[[Work], None] | None = None,
+              shard_clips: int = DEFAULT_SHARD_CLIPS) -> local.LocalOutcome:
+    """Freeze the manifest and extract and train what remains on this machine, blocking until done;
+    ``starting(work)`` is told what will run before it starts."""
     check_writable(manifest.run_dir.path)  # before anything is written or trained
     freeze(manifest)
     with submission_lock(manifest.run_dir):
         work = remaining(manifest, force)
         if starting is not None:
             starting(work)
-        return local.run_local(work, workers, force, progress)
+        return local.run_local(work, workers, force, progress, shard_clips)
