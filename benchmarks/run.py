@@ -91,7 +91,10 @@ def section_sweep(ctx: dict) -> dict:
     outcome = json.loads(done.stdout)
     assert not outcome["failed"], outcome
     results = read_results(run_dir)
-    stats = [json.loads(p.read_text()) for p in sorted((run_dir / "cache").glob("*.json"))]
+    from hpc_radr.clip_store import ClipStore
+    from hpc_radr.run_dir import RunDir
+
+    stats = ClipStore(RunDir(run_dir)).extractions()  # one record per extraction shard, each clip in one of them
     extract_cpu = sum(s["extract_cpu_s"] for s in stats)
     extract_wall = sum(s["extract_s"] for s in stats)
     fits = [r["timings"]["fit_s"] for r in results.values()]
@@ -109,7 +112,7 @@ def section_sweep(ctx: dict) -> dict:
             "extract_cpu_s": extract_cpu, "extract_wall_s": extract_wall,
             "fit_sum_s": sum(fits), "fit_cpu_sum_s": sum(fits_cpu),
             "cpu_s": floor_cpu, "wall_s": floor_wall,
-            "definition": "extraction of every unit (dataset + test set) + fit of every unique run; no process "
+            "definition": "extraction of every distinct clip (once) + fit of every unique run; no process "
                           "start, imports, cache loads, evaluation or export. Wall: extraction + fits / workers.",
         },
         "ratio_to_floor": {"cpu": done.cpu_s / floor_cpu, "wall": done.wall_s / floor_wall},

@@ -153,7 +153,9 @@ def inspect(root: Path, sweep: Sweep) -> Inventory:
 
 
 def materialize(unit: EmbeddingUnit, positive_class: str, negative_class: str, dest: Path) -> Path:
-    """Lay ``unit`` out as BirdNET's class folders under ``dest`` with symlinks; returns the folder."""
+    """Lay ``unit`` out as BirdNET's class folders under ``dest`` with symlinks; returns the folder. Training reads
+    units assembled from the clip store; this is the layout BirdNET's own extraction reads, for comparing with it
+    (the exactness tests, the naive benchmark)."""
     folder = dest / slug(unit.name)
     for label, files in ((positive_class, unit.positives), (negative_class, unit.negatives)):
         class_dir = folder / label
