@@ -338,14 +338,14 @@ def section_memory(ctx: dict) -> dict:
     fresh = ctx["work"] / "memory-embed"
     manifest = prepare(SWEEP, fresh, ctx["data"], None, dedupe=True, overrides={"epochs": ctx["epochs"]},
                        write=True)
-    unit = max(manifest.units, key=lambda u: len(manifest.units[u].positives) + len(manifest.units[u].negatives))
+    # the largest unit's clips: the first unit of the manifest, whose clips open the sweep's clip list
+    unit = next(iter(manifest.units))
+    clips = len(manifest.units[unit].positives) + len(manifest.units[unit].negatives)
     for cpus in (2, 4):
-        for path in manifest.run_dir.cache.glob("*"):
-            path.unlink()
-        log(f"memory: extraction task of '{unit}' with {cpus} CPUs")
-        done = measure.run([*hpc_radr(), "run-task", fresh, "--embed", unit], env={**env, "SLURM_CPUS_PER_TASK":
-                                                                                   str(cpus)},
-                           cwd=REPO, capture=True, memory=True)
+        shutil.rmtree(manifest.run_dir.clips, ignore_errors=True)
+        log(f"memory: extraction task of {clips} clips ('{unit}') with {cpus} CPUs")
+        done = measure.run([*hpc_radr(), "run-task", fresh, "--first-clip", 0, "--clip-count", clips],
+                           env={**env, "SLURM_CPUS_PER_TASK": str(cpus)}, cwd=REPO, capture=True, memory=True)
         result[f"extraction task, {cpus} workers ({unit})"] = done.as_dict()
     return result
 

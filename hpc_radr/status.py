@@ -187,7 +187,7 @@ def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm
         for key in _keys(entry):
             raw = _raw_state(view, manifest.run_dir, key)
             if raw and slurm_state.normalize(raw) not in (*ACTIVE, State.completed):
-                name = entry["name"] + (f" task {key[1]} (clips {entry['tasks'][key[1]][0]})" if key[1] is not None
+                name = entry["name"] + (f" task {key[1]}, clips {entry['tasks'][key[1]][0]}" if key[1] is not None
                                         else "")
                 problems.append(f"embedding job {entry['job_id']} ({name}) ended {raw}: its training arrays do "
                                 f"not run; log {_slurm_log(manifest.run_dir, key)}")

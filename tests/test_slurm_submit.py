@@ -117,7 +117,7 @@ def test_one_array_with_gpus_waiting_for_the_extraction_array(submitted):
 
 def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted):
     """Right after submit the collect job cannot have started: it waits for the 4-task array, which runs one
-    task at a time after the embedding jobs. Slurm's own reason reaches the user. (The fixture ran `status`
+    task at a time after the extraction array. Slurm's own reason reaches the user. (The fixture ran `status`
     right after submitting, so this holds whether or not the other tests have let the sweep finish.)"""
     jobs = submitted["jobs"]
     done, human_done = submitted["status_after_submit"]["json"], submitted["status_after_submit"]["human"]
@@ -283,5 +283,5 @@ def test_a_failed_embedding_job_cancels_the_array_instead_of_every_task_failing(
     victim.write_bytes(victim.read_bytes()[:-2])  # the data changes after submit: extraction must refuse it
     slurm(slurm_env, "scontrol", "release", ",".join(j["job_id"] for j in out["jobs"]))
     report = wait_until_settled(slurm_env, run_dir, expect={"cancelled": 2})
-    assert any("embedding job" in p and "high_medium" in p for p in report["problems"]), report["problems"]
+    assert any("embedding job" in p and "(embed) ended" in p for p in report["problems"]), report["problems"]
     assert not (run_dir / "results").exists() or not list((run_dir / "results").glob("*.json"))

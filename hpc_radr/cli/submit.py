@@ -33,8 +33,8 @@ def submit(
 ) -> None:
     """Run the sweep's missing runs (each unique experiment once), one result file per run.
 
-    Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
-    collect job, and returns at once with their ids.
+    Locally it blocks with a progress bar; on Slurm it submits the extraction job (an array of shards when the
+    sweep has many clips), the training arrays and a collect job, and returns at once with their ids.
     """
     from hpc_radr.submission import prepare
 
