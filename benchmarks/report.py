@@ -142,9 +142,10 @@ def markdown(results: dict) -> str:
                       f"{_f(p['cpu_s_max'], 1)}), {_f(p['wall_s_mean'], 1)} s wall: TensorFlow import "
                       f"{_f(p['import_s_mean'], 1)} s, extraction of {_f(p['clips_mean'], 0)} clips "
                       f"{_f(p['extract_s_mean'], 1)} s, fit {_f(p['fit_s_mean'], 1)} s (wall, in-process)."]
-        lines += ["", "Extraction per unit (recorded beside each cache):", ""]
-        lines += _table(["unit", "clips", "workers", "extract wall s", "extract CPU-s", "ms CPU per clip"],
-                        [[e["unit"], e["clips"], e["workers"], _f(e["extract_s"], 1), _f(e["extract_cpu_s"], 1),
+        lines += ["", "Extraction per shard of the clip store (per unit in runs before the clip store):", ""]
+        lines += _table(["shard", "clips", "workers", "extract wall s", "extract CPU-s", "ms CPU per clip"],
+                        [[e.get("shard", e.get("unit")), e["clips"], e["workers"], _f(e["extract_s"], 1),
+                          _f(e["extract_cpu_s"], 1),
                           _f(1000 * e["extract_cpu_s"] / e["clips"], 0)] for e in sweep["extraction"]])
         r = sweep["mean_per_run_s"]
         lines += [f"Mean per run in the sweep: cache load {_f(r['cache_load_s'], 3)} s, fit {_f(r['fit_s'], 2)} s, "

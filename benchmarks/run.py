@@ -93,7 +93,10 @@ def section_sweep(ctx: dict) -> dict:
     outcome = json.loads(done.stdout)
     assert not outcome["failed"], outcome
     results = read_results(run_dir)
-    stats = [json.loads(p.read_text()) for p in sorted((run_dir / "cache").glob("*.json"))]
+    from hpc_radr.clip_store import ClipStore
+    from hpc_radr.run_dir import RunDir
+
+    stats = ClipStore(RunDir(run_dir)).extractions()  # one record per extraction shard, each clip in one of them
     extract_cpu = sum(s["extract_cpu_s"] for s in stats)
     extract_wall = sum(s["extract_s"] for s in stats)
     fits = [r["timings"]["fit_s"] for r in results.values()]
@@ -111,7 +114,7 @@ def section_sweep(ctx: dict) -> dict:
             "extract_cpu_s": extract_cpu, "extract_wall_s": extract_wall,
             "fit_sum_s": sum(fits), "fit_cpu_sum_s": sum(fits_cpu),
             "cpu_s": floor_cpu, "wall_s": floor_wall,
-            "definition": "extraction of every unit (dataset + test set) + fit of every unique run; no process "
+            "definition": "extraction of every distinct clip (once) + fit of every unique run; no process "
                           "start, imports, cache loads, evaluation or export. Wall: extraction + fits / workers.",
         },
         "ratio_to_floor": {"cpu": done.cpu_s / floor_cpu, "wall": done.wall_s / floor_wall},
@@ -337,14 +340,14 @@ def section_memory(ctx: dict) -> dict:
     fresh = ctx["work"] / "memory-embed"
     manifest = prepare(SWEEP, fresh, ctx["data"], None, dedupe=True, overrides={"epochs": ctx["epochs"]},
                        write=True)
-    unit = max(manifest.units, key=lambda u: len(manifest.units[u].positives) + len(manifest.units[u].negatives))
+    # the largest unit's clips: the first unit of the manifest, whose clips open the sweep's clip list
+    unit = next(iter(manifest.units))
+    clips = len(manifest.units[unit].positives) + len(manifest.units[unit].negatives)
     for cpus in (2, 4):
-        for path in manifest.run_dir.cache.glob("*"):
-            path.unlink()
-        log(f"memory: extraction task of '{unit}' with {cpus} CPUs")
-        done = measure.run([*hpc_radr(), "run-task", fresh, "--embed", unit], env={**env, "SLURM_CPUS_PER_TASK":
-                                                                                   str(cpus)},
-                           cwd=REPO, capture=True, memory=True)
+        shutil.rmtree(manifest.run_dir.clips, ignore_errors=True)
+        log(f"memory: extraction task of {clips} clips ('{unit}') with {cpus} CPUs")
+        done = measure.run([*hpc_radr(), "run-task", fresh, "--first-clip", 0, "--clip-count", clips],
+                           env={**env, "SLURM_CPUS_PER_TASK": str(cpus)}, cwd=REPO, capture=True, memory=True)
         result[f"extraction task, {cpus} workers ({unit})"] = done.as_dict()
     return result
 

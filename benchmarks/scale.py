@@ -93,8 +93,8 @@ def status_run(work: Path, template: dict, runs: int = 1000, throttle: int = 32)
         if state == "FAILED" and k % 2 == 0:  # half of the failed tasks got to write their failure record
             write_failure(manifest.run_dir, run_ids[k], {"error": "RuntimeError: out of disk",
                                                          "log": str(manifest.run_dir.log(run_ids[k]))})
-    record_submission(manifest.run_dir, {"kind": "embed", "name": "embed:high_medium_low", "job_id": EMBED_JOB,
-                                         "array": False, "tasks": [["high_medium_low"]]})
+    record_submission(manifest.run_dir, {"kind": "embed", "name": "embed", "job_id": EMBED_JOB,
+                                         "array": False, "tasks": [["0:2000"]]})
     record_submission(manifest.run_dir, {"kind": "train", "name": "train:0", "job_id": TRAIN_JOB, "array": True,
                                          "tasks": [[r] for r in run_ids]})
 

@@ -8,7 +8,8 @@ Source layout (``<positive>`` and ``<negative>`` come from the sweep's ``[data]`
     SOURCE/test/<negative>/*.wav
 
 A dataset is materialized as ``<positive>/`` (symlinks to the files of its tiers) plus ``<negative>/``,
-the layout in which BirdNET trains a binary classifier.
+the layout in which BirdNET trains a binary classifier; ``EmbeddingUnit.rows`` gives the order in which BirdNET
+walks that layout, so that arrays assembled clip by clip come out in BirdNET's own order.
 """
 
 from __future__ import annotations
@@ -42,13 +43,36 @@ class EmbeddingUnit:
 
     @property
     def fingerprint(self) -> str:
-        """Changes when any file is added, removed, resized or rewritten."""
+        """Changes when any file is added, removed, resized or rewritten (cheap: file metadata only)."""
         digest = hashlib.sha256(self.name.encode())
         for label, files in (("pos", self.positives), ("neg", self.negatives)):
             for path in files:
                 stat = path.stat()
                 digest.update(f"\0{label}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         return digest.hexdigest()
+
+    def rows(self, positive_class: str, negative_class: str) -> list[tuple[Path, float]]:
+        """Every file with its label (1.0 positive, 0.0 negative) in the order BirdNET-Analyzer 2.4's
+        ``_load_training_data`` reads the unit's materialized layout: class folders sorted by name, then each
+        folder's entries sorted by name (``link_name``); each file gives its rows there one after another."""
+        classes = {positive_class: (self.positives, 1.0), negative_class: (self.negatives, 0.0)}
+        rows: list[tuple[Path, float]] = []
+        for folder in sorted(classes):
+            files, label = classes[folder]
+            rows += [(path, label) for path in sorted(files, key=link_name)]
+        return rows
+
+
+def link_name(source: Path) -> str:
+    """A file's name in a materialized class folder. Tier folders may hold equal file names, so the parent
+    folder's name is prefixed to keep the links of one class distinct."""
+    return f"{source.parent.name}__{source.name}"
+
+
+def content_fingerprint(path: Path) -> str:
+    """sha256 of the file's bytes: what an embedding depends on, wherever the file lies and whenever written."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 @dataclass(frozen=True)
 class Inventory:
@@ -136,14 +160,15 @@ def inspect(root: Path, sweep: Sweep) -> Inventory:
 
 
 def materialize(unit: EmbeddingUnit, positive_class: str, negative_class: str, dest: Path) -> Path:
-    """Lay ``unit`` out as BirdNET's class folders under ``dest`` with symlinks; returns the folder."""
+    """Lay ``unit`` out as BirdNET's class folders under ``dest`` with symlinks; returns the folder. Training reads
+    units assembled from the clip store; this is the layout BirdNET's own extraction reads, for comparing with it
+    (the exactness tests, the naive benchmark)."""
     folder = dest / slug(unit.name)
     for label, files in ((positive_class, unit.positives), (negative_class, unit.negatives)):
         class_dir = folder / label
         class_dir.mkdir(parents=True, exist_ok=True)
         for source in files:
-            # Tier folders may hold equal file names: prefix the parent folder to keep links distinct.
-            link = class_dir / f"{source.parent.name}__{source.name}"
+            link = class_dir / link_name(source)
             if not link.is_symlink():
                 os.symlink(source, link)
     return folder

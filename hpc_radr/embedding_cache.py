@@ -1,4 +1,6 @@
-"""Embedding caches: one ``.npz`` per embedding unit, keyed by what it was built from and checked on load.
+"""Embedding caches: one ``.npz`` per embedding unit (a dataset, or the test set), keyed by what it was built
+from and checked on load. A unit's cache holds its arrays as training reads them, assembled from the clip store
+(``hpc_radr.clip_store``), where each clip was extracted once.
 
 BirdNET's own cache trusts any file; these carry their key inside and are refused when it differs.
 Writes are atomic and serialized by a lock file, so concurrent jobs never write one cache together.
@@ -21,6 +23,8 @@ from hpc_radr.locks import locked
 if TYPE_CHECKING:
     import numpy as np  # imported where arrays are read or written: status and collect never need it
 
+    from hpc_radr.sweep import TrainingSettings
+
 
 class CacheError(HpcRadrError, ValueError):
     """A cache file that does not belong to the data it is asked for."""
@@ -41,6 +45,11 @@ class Embeddings:
     @property
     def n_negative(self) -> int:
         return int(len(self.y) - self.n_positive)
+
+
+def extraction_settings(settings: TrainingSettings) -> dict:
+    """The training settings that change an embedding (every other one changes only the fit)."""
+    return {"crop_mode": settings.crop_mode, "overlap": settings.overlap}
 
 
 def cache_key(data_fingerprint: str, model_fingerprint: str, extraction: dict) -> str:
@@ -76,7 +85,7 @@ def load(path: Path, key: str) -> Embeddings:
 
 
 def stats_file(path: Path) -> Path:
-    """Beside each cache: how it was built (clips, workers, extraction wall and CPU seconds); informational."""
+    """Beside each cache: how it was assembled (files, clips, rows, seconds); informational."""
     return path.with_suffix(".json")
 
 

@@ -3,8 +3,9 @@ chosen throttle, from a calibration measured on this data or taken from an earli
 
 The cost model has one term per thing that costs, each linear in what it grows with:
 
-- extraction: (clips extracted) x (CPU-seconds per clip); a task's wall time is its clips' CPU-seconds spread
-  over its CPUs at the parallel efficiency measured, plus one TensorFlow import;
+- extraction: per extraction call (one shard of the clip store) a start-up (its worker pool loading BirdNET's
+  model) plus (clips) x (CPU-seconds per clip); a call's wall time is its start-up plus its clips' CPU-seconds
+  spread over the task's CPUs at the parallel efficiency measured; per task, one TensorFlow import more;
 - training, per run: ``a + e x (b + c x s)`` seconds, wall and CPU alike, where ``e`` is the epochs run and
   ``s`` the samples one epoch sees (the fit split after upsampling plus the validation split, both known from
   the dataset's size, the split and the ratio before anything is trained); ``a`` holds loading the embeddings,
@@ -61,6 +62,8 @@ class Calibration:
     source: str  # "probe" or "run_dir"
     described: str  # in words: what was measured, on what
     clip_cpu_s: float  # CPU-seconds per clip extracted
+    call_cpu_s: float  # CPU-seconds of one extraction call's start-up (its pool loading the model)
+    call_wall_s: float  # its wall seconds
     extraction_efficiency: float  # CPU-seconds per wall-second per extraction worker (<= 1)
     import_s: float  # one TensorFlow + BirdNET import (wall; about as many CPU-seconds)
     run_wall: RunCost
@@ -84,6 +87,24 @@ def fit_run_cost(epochs: list[float], samples: list[float], seconds: list[float]
     relative = (y - predicted) / np.maximum(predicted, 1e-9)
     spread = float(np.sqrt(np.mean(relative ** 2))) if len(y) > 3 else 0.0
     return RunCost(*map(float, coefficients)), spread
+
+
+def fit_extraction(clips: list[int], cpu_s: list[float], wall_s: list[float], workers: list[int]) -> dict:
+    """The extraction terms of a Calibration from measured calls: CPU = start-up + clips x per clip (the
+    nearest non-negative line), the same for wall x workers, and their ratio per clip as the efficiency."""
+    from scipy.optimize import nnls
+
+    n = np.asarray(clips, dtype=float)
+    design = np.column_stack([np.ones_like(n), n])
+    (call_cpu, per_clip), _ = nnls(design, np.asarray(cpu_s, dtype=float))
+    held = np.asarray(wall_s, dtype=float) * np.asarray(workers, dtype=float)
+    (call_held, held_per_clip), _ = nnls(design, held)
+    if per_clip <= 0:  # one call, or calls of one size: all of it per clip
+        per_clip, call_cpu = float(np.sum(cpu_s) / n.sum()), 0.0
+        held_per_clip, call_held = float(held.sum() / n.sum()), 0.0
+    return {"clip_cpu_s": float(per_clip), "call_cpu_s": float(call_cpu),
+            "call_wall_s": float(call_held / np.mean(workers)),
+            "extraction_efficiency": float(min(1.0, per_clip / held_per_clip)) if held_per_clip > 0 else 1.0}
 
 
 def samples_per_epoch(positives: int, negatives: int, val_split: float, ratio: float) -> tuple[int, int]:
@@ -120,8 +141,8 @@ def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
         raise EstimateError(f"{manifest.run_dir.path}: no extraction statistics to calibrate from "
                             "(a run directory whose embeddings were extracted by hpc-radr)")
     clips = sum(s["clips"] for s in stats)
-    cpu = sum(s["extract_cpu_s"] for s in stats)
-    efficiency = cpu / sum(s["extract_s"] * s["workers"] for s in stats)
+    extraction = fit_extraction([s["clips"] for s in stats], [s["extract_cpu_s"] for s in stats],
+                                [s["extract_s"] for s in stats], [s["workers"] for s in stats])
     imports = [s["import_s"] for s in stats if s.get("import_s", 0) > 1.0]  # the first unit of a task imports
     epochs, samples, walls, cpus, fractions, process_imports = [], [], [], [], [], []
     for config in manifest.runs:
@@ -147,7 +168,7 @@ def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
     return Calibration(
         source="run_dir",
         described=f"the timings of {manifest.run_dir.path}: {len(epochs)} runs and {clips} extracted clips",
-        clip_cpu_s=cpu / clips, extraction_efficiency=min(1.0, efficiency), import_s=import_s,
+        **extraction, import_s=import_s,
         run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=float(np.mean(fractions)),
         spread=max(wall_spread, cpu_spread), runs=len(epochs))
 
@@ -163,7 +184,7 @@ class Capacity:
     train_cpus: int
     train_gpus: int
     runs_per_task: int  # local: every run of the sweep goes through each worker's one process
-    embed_tasks: list[int]  # clips of each extraction task
+    embed_tasks: list[list[int]]  # per extraction task, the clips of each of its calls (shards)
     embed_lanes: int
     embed_cpus: int
 
@@ -236,15 +257,18 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
     ``capacity.embed_tasks``, at ``capacity``."""
     runs = unique_runs(record.configurations) if runs is None else runs
     hour, kinds, notes = 3600.0, [], []
-    embed_walls = [calibration.import_s + clips * calibration.clip_cpu_s
-                   / (calibration.extraction_efficiency * capacity.embed_cpus) for clips in capacity.embed_tasks]
-    clips = sum(capacity.embed_tasks)
+    def call_wall(clips: int) -> float:
+        return calibration.call_wall_s + clips * calibration.clip_cpu_s / (
+            calibration.extraction_efficiency * capacity.embed_cpus)
+
+    embed_walls = [calibration.import_s + sum(map(call_wall, task)) for task in capacity.embed_tasks]
+    calls = sum(len(task) for task in capacity.embed_tasks)
+    clips = sum(map(sum, capacity.embed_tasks))
     embed_wall = _makespan(embed_walls, capacity.embed_lanes)
     if capacity.embed_tasks:
-        kinds.append(KindCost("embed", len(embed_walls),
-                              (clips * calibration.clip_cpu_s + len(embed_walls) * calibration.import_s) / hour,
-                              sum(embed_walls) * capacity.embed_cpus / hour, 0.0, max(embed_walls) / hour,
-                              embed_wall / hour))
+        cpu = clips * calibration.clip_cpu_s + calls * calibration.call_cpu_s + len(embed_walls) * calibration.import_s
+        kinds.append(KindCost("embed", len(embed_walls), cpu / hour, sum(embed_walls) * capacity.embed_cpus / hour,
+                              0.0, max(embed_walls) / hour, embed_wall / hour))
     per_run = run_seconds(record, sweep, calibration, runs)
     size = max(1, capacity.runs_per_task)
     tasks = [per_run[k:k + size] for k in range(0, len(per_run), size)]

@@ -1,16 +1,21 @@
 """The chain of Slurm jobs a submission makes, as data: one plan, rendered by submitit (`submit`) and by the
 sbatch templates (`scripts`), so both ask Slurm for the same jobs with the same resources.
 
-The chain: one embedding job per unit whose cache is missing (CPU only: BirdNET's TFLite model); then training
-arrays that start only after every embedding job succeeded (``afterok``, with ``kill-on-invalid-dep`` so a failed
-extraction cancels the arrays instead of letting every task fail on its own); then a collect job once the arrays
-have ended (``afterany``). Each kind of job has its own partition, CPUs, memory and time.
+The chain: one extraction job for the clips the clip store lacks (CPU only: BirdNET's TFLite model), an array of
+shards when they are many, each task extracting one range of the sweep's clip list; then training arrays that
+start only after every extraction task succeeded (``afterok``, with ``kill-on-invalid-dep`` so a failed extraction
+cancels the arrays instead of letting every task fail on its own); then a collect job once the arrays have ended
+(``afterany``). Each kind of job has its own partition, CPUs, memory and time.
+
+Shards: ranges of ``--embed-shard-clips`` consecutive clips of the sweep's clip list (``clip_store.sweep_clips``),
+only those holding a clip not yet stored; larger ranges when the cluster's MaxArraySize would not index them all.
 
 Arrays and the throttle: a sweep with more tasks than the cluster's MaxArraySize is split into several arrays.
 The user's ``--array-parallelism`` is a limit for the whole sweep, not per array: the tasks are laid in
 ``lanes`` (as many as arrays are needed, at most as many as the throttle), each lane with an equal share of
 the tasks and of the throttle; a lane longer than MaxArraySize is a chain of arrays, each waiting for the one
-before it (``afterany``). So at no time do more tasks run than asked for, and the lanes drain together.
+before it (``afterany``). So at no time do more tasks run than asked for, and the lanes drain together. The
+extraction array, which ends before any training starts, runs at most that many tasks at once too.
 
 A site's limit on submitted jobs (``MaxSubmitJobsPerUser``, which counts every array task) is met by packing
 several runs into each array task, or refused before anything is submitted.
@@ -65,7 +70,7 @@ class Resources:
 # The command-line options that change each kind's resources, for messages that say what to change.
 OPTIONS: dict[JobKind, dict[str, str]] = {
     JobKind.embed: {"partition": "--embed-partition (or --cpu-partition)", "cpus": "--embed-cpus",
-                    "mem": "--embed-mem-gb", "time": "--embed-time-min"},
+                    "mem": "--embed-mem-gb", "time": "--embed-time-min", "shard": "--embed-shard-clips"},
     JobKind.train: {"partition": "--partition", "cpus": "--cpus-per-task", "gpus": "--gpus-per-task",
                     "mem": "--mem-gb", "time": "--time-min"},
     JobKind.collect: {"partition": "--collect-partition (or --cpu-partition)", "cpus": "--collect-cpus",
@@ -78,6 +83,9 @@ DEFAULTS = {JobKind.train: Resources(None, 2, DEFAULT_MEM_GB, 60),
             JobKind.embed: Resources(None, 2, DEFAULT_MEM_GB, 120),
             JobKind.collect: Resources(None, 1, 2.0, 30)}
 DEFAULT_THROTTLE = 32
+# Clips per extraction task: about 1 minute of extraction on 2 CPUs (62 ms per clip per core), so the TensorFlow
+# import (8 s) and the queue wait are a small part of each task; a 40,000-clip sweep is 20 tasks.
+DEFAULT_SHARD_CLIPS = 2000
 _TRAIN, _EMBED, _COLLECT = DEFAULTS[JobKind.train], DEFAULTS[JobKind.embed], DEFAULTS[JobKind.collect]
 
 
@@ -91,6 +99,7 @@ class SlurmOptions:
     account: str | None = None
     qos: str | None = None
     array_parallelism: int = DEFAULT_THROTTLE
+    embed_shard_clips: int = DEFAULT_SHARD_CLIPS
     runs_per_task: int | None = None  # None: 1, or more when a limit on submitted jobs requires it
     extra_sbatch: dict[str, str | bool] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)
@@ -123,19 +132,20 @@ def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: i
 
 @dataclass(frozen=True)
 class PlannedJob:
-    """One sbatch submission: an embedding job, a training array, or the collect job."""
+    """One sbatch submission: the extraction job (an array when it has several shards), a training array, or the
+    collect job."""
 
     kind: JobKind
-    name: str  # unique in the plan: embed:<unit>, train:<k>, collect
+    name: str  # unique in the plan: embed, train:<k>, collect
     resources: Resources
-    tasks: tuple[tuple[str, ...], ...]  # per task: run ids (train) or unit names (embed); ((),) for collect
+    tasks: tuple[tuple[str, ...], ...]  # per task: run ids (train), one clip range "start:stop" (embed); ((),)
     after_ok: tuple[str, ...] = ()  # names of planned jobs
     after_any: tuple[str, ...] = ()
     throttle: int | None = None  # arrays: at most this many tasks at once
 
     @property
     def is_array(self) -> bool:
-        return self.kind is JobKind.train
+        return self.kind is JobKind.train or len(self.tasks) > 1
 
     @property
     def runs(self) -> list[str]:
@@ -158,6 +168,7 @@ class JobPlan:
     extra_sbatch: dict[str, str | bool]
     setup: tuple[str, ...]
     runs_per_task: int
+    clips_per_task: int  # the size of an extraction shard (the last one of the sweep may be smaller)
 
     def job_name(self, job: PlannedJob) -> str:
         return f"{self.sweep}-{job.kind.value}"
@@ -225,18 +236,40 @@ def _runs_per_task(options: SlurmOptions, runs: int, other_jobs: int, submit_lim
     return max(chosen or 1, need)
 
 
-def plan_jobs(sweep: str, units: list[str], runs: list[str], options: SlurmOptions, array_limit: int,
-              submit_limit: int | None = None) -> JobPlan:
-    """The jobs that build ``units``' caches, train ``runs`` and collect, in submission order.
+def clip_range(task: tuple[str, ...]) -> tuple[int, int]:
+    """The (start, stop) positions of an extraction task's range of the sweep's clip list."""
+    start, stop = task[0].split(":")
+    return int(start), int(stop)
+
+
+def shards(missing_clips: list[int], clip_count: int, shard_clips: int,
+           array_limit: int | None = None) -> tuple[int, list[tuple[int, int]]]:
+    """(clips per shard, the shards holding a missing clip as (start, stop)). With ``array_limit``, a sweep with
+    more shards than MaxArraySize gets larger ones: every shard's number must be an index of one array."""
+    if shard_clips < 1:
+        raise PlanError(f"--embed-shard-clips {shard_clips}: must be at least 1")
+    size = max(shard_clips, math.ceil(clip_count / array_limit)) if array_limit else shard_clips
+    firsts = sorted({position // size * size for position in missing_clips})
+    return size, [(start, min(start + size, clip_count)) for start in firsts]
+
+
+def plan_jobs(sweep: str, missing_clips: list[int], clip_count: int, runs: list[str], options: SlurmOptions,
+              array_limit: int, submit_limit: int | None = None) -> JobPlan:
+    """The jobs that extract the clips at positions ``missing_clips`` of the sweep's ``clip_count`` clips, train
+    ``runs`` and collect, in submission order.
 
     ``array_limit`` is the cluster's MaxArraySize (the largest array index plus one); ``submit_limit`` how many
     more jobs the user may submit (None: no limit known)."""
     if array_limit < 1:
         raise PlanError(f"MaxArraySize {array_limit}: must be at least 1")
-    jobs: list[PlannedJob] = [PlannedJob(JobKind.embed, f"embed:{unit}", options.embed, ((unit,),))
-                              for unit in units]
+    size, found = shards(missing_clips, clip_count, options.embed_shard_clips, array_limit)
+    jobs: list[PlannedJob] = []
+    if found:
+        ranges = tuple((f"{start}:{stop}",) for start, stop in found)
+        jobs.append(PlannedJob(JobKind.embed, "embed", options.embed, ranges,
+                               throttle=min(options.array_parallelism, len(ranges)) if len(ranges) > 1 else None))
     embeds = tuple(job.name for job in jobs)
-    per_task = _runs_per_task(options, len(runs), len(units) + (1 if runs else 0), submit_limit)
+    per_task = _runs_per_task(options, len(runs), len(found) + (1 if runs else 0), submit_limit)
     tasks = [tuple(runs[k:k + per_task]) for k in range(0, len(runs), per_task)]
     arrays: list[PlannedJob] = []
     if tasks:
@@ -255,4 +288,4 @@ def plan_jobs(sweep: str, units: list[str], runs: list[str], options: SlurmOptio
         jobs.append(PlannedJob(JobKind.collect, "collect", options.collect, ((),),
                                after_any=tuple(job.name for job in arrays)))
     return JobPlan(sweep, tuple(jobs), options.account, options.qos, dict(options.extra_sbatch),
-                   tuple(options.setup), per_task)
+                   tuple(options.setup), per_task, size)

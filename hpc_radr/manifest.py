@@ -55,6 +55,9 @@ class ManifestRecord(_Frozen):
     data_source: str
     model: ModelSpec
     units: dict[str, UnitSpec]
+    # sha256 of each data file's bytes, by path: what keys its embeddings in the clip store. Empty in a run
+    # directory submitted before the clip store: its unit caches can still be read, but no clip extracted.
+    clip_content: dict[str, str] = {}
     configurations: list[Configuration]
 
     def as_json(self) -> dict:

@@ -1,7 +1,7 @@
 """Planning a submission: validate the sweep, the data and the model, and build the manifest to freeze.
 
-The heavy part of a submission before anything is written: it reads every data file (fingerprints) and hashes
-the model. Nothing here writes.
+The heavy part of a submission before anything is written: it reads every data file (a sha256 of its bytes, the
+key of its embeddings in the clip store) and hashes the model. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -11,15 +11,11 @@ from pathlib import Path
 
 from hpc_radr import __version__
 from hpc_radr.birdnet.model_files import default_model, resolve_model
-from hpc_radr.datasets import inspect
-from hpc_radr.embedding_cache import cache_key
+from hpc_radr.datasets import content_fingerprint, inspect
+from hpc_radr.embedding_cache import cache_key, extraction_settings
 from hpc_radr.manifest import MANIFEST_SCHEMA, Manifest, ManifestRecord, ModelSpec, UnitSpec, apply_overrides, load
 from hpc_radr.run_dir import RunDir, RunDirError
 from hpc_radr.sweep import Sweep, expand, load_sweep, parse_sweep
-
-
-def _extraction_settings(sweep: Sweep) -> dict:
-    return {"crop_mode": sweep.training.crop_mode, "overlap": sweep.training.overlap}
 
 
 def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedupe: bool,
@@ -34,12 +30,15 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
     inventory = inspect(data, sweep)
     model_files = resolve_model(model) if model else default_model()
     model_fingerprint = model_files.fingerprint()
-    units = {}
+    units, content = {}, {}
     for unit in inventory.units(sweep):
         fingerprint = unit.fingerprint
-        units[unit.name] = UnitSpec(key=cache_key(fingerprint, model_fingerprint, _extraction_settings(sweep)),
+        units[unit.name] = UnitSpec(key=cache_key(fingerprint, model_fingerprint, extraction_settings(sweep.training)),
                                     data_fingerprint=fingerprint, positives=[str(p) for p in unit.positives],
                                     negatives=[str(p) for p in unit.negatives])
+        for path in (*unit.positives, *unit.negatives):
+            if str(path) not in content:
+                content[str(path)] = content_fingerprint(path)
     record = ManifestRecord(
         schema=MANIFEST_SCHEMA,
         hpc_radr_version=__version__,
@@ -51,6 +50,7 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
         data_source=str(inventory.root),
         model=ModelSpec(model=str(model_files.model), labels=str(model_files.labels), sha256=model_fingerprint),
         units=units,
+        clip_content=content,
         configurations=expand(sweep, dedupe),
     )
     return record, sweep

@@ -6,8 +6,8 @@ Layout::
     manifest.json      configurations, runs, data and model fingerprints, settings (written once, at submit)
     sweep.toml         the sweep file exactly as submitted
     submissions.jsonl  every Slurm job submitted into it, with the runs of each task
-    data/              BirdNET class-folder layouts of each embedding unit (symlinks, no audio copied)
-    cache/             one embedding cache per unit
+    clips/             the clip store: every clip's embeddings, extracted once (index.json, shards)
+    cache/             one embedding cache per unit, assembled from the clip store
     results/<run>.json one whole result per finished run (atomic)
     failures/<run>.json the error of the last failed attempt of a run
     models/<run>.tflite trained classifier heads
@@ -35,7 +35,9 @@ class RunDir:
 
     # Files and folders of the whole run directory; per-run files below.
     manifest = property(lambda self: self.path / "manifest.json", doc="manifest.json")
-    data = property(lambda self: self.path / "data", doc="data/: BirdNET layouts of each unit (symlinks)")
+    clips = property(lambda self: self.path / "clips", doc="clips/: the clip store, each clip's embeddings once")
+    clip_index = property(lambda self: self.clips / "index.json",
+                          doc="clips/index.json: the clips the store holds whole (written by clip_store)")
     cache = property(lambda self: self.path / "cache", doc="cache/: one embedding cache per unit")
     submitit = property(lambda self: self.path / "submitit", doc="submitit/: the executors' own files")
     estimate = property(lambda self: self.path / "estimate.json",

@@ -1,8 +1,9 @@
 """The task runner: what every executor runs on a worker, in-process (submitit) or via `hpc-radr run-task`.
 
-Two kinds of task: ``embed`` builds the embedding cache of some units; ``train_runs`` trains some runs, one
-after another in this process (TensorFlow is imported once per process, results are identical to one process
-per run because every run clears Keras' session and reseeds). A run whose valid result exists is skipped
+Two kinds of task: ``embed`` extracts ranges of the sweep's clips into the clip store; ``train_runs`` trains some
+runs, one after another in this process (TensorFlow is imported once per process, results are identical to one
+process per run because every run clears Keras' session and reseeds); a unit's arrays are assembled from the
+store by the first task that needs them. A run whose valid result exists is skipped
 unless forced. A failing run leaves a failure record and does not stop the others. A full disk or read-only
 folder is the exception: it stops the task at once, since every later run would fail the same way.
 ``train_runs`` returns what happened (``TaskReport``, with the reason it stopped); ``train`` raises when a run
@@ -26,12 +27,12 @@ from pathlib import Path
 
 import submitit
 
-from hpc_radr import embedding_cache
-from hpc_radr.datasets import TEST_UNIT, EmbeddingUnit, materialize
+from hpc_radr import clip_store, embedding_cache
+from hpc_radr.datasets import TEST_UNIT, content_fingerprint
 from hpc_radr.errors import HpcRadrError
 from hpc_radr.manifest import Manifest, load
 from hpc_radr.results import has_result, write_failure, write_result
-from hpc_radr.run_dir import RunDir
+from hpc_radr.run_dir import RunDir, RunDirError
 from hpc_radr.storage import FULL, describe, storage_error
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
@@ -68,65 +69,93 @@ def worker_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _unit(manifest: Manifest, name: str) -> EmbeddingUnit:
-    spec = manifest.units[name]
-    return EmbeddingUnit(name, tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
-
-
 def ensure_embeddings(manifest: Manifest, name: str, workers: int | None = None) -> embedding_cache.Embeddings:
-    """Load the unit's cache, building it first if missing; the data must still match the manifest."""
+    """Load the unit's cache, assembling it from the clip store first if missing (and extracting the clips the
+    store lacks, which a planned sweep's extraction tasks leave none of); the data must still match the manifest."""
     run_dir = manifest.run_dir
     spec = manifest.units[name]
     path = run_dir.cache_file(spec.key)
     with embedding_cache.exclusive(path):
         if path.exists():
             return embedding_cache.load(path, spec.key)
-        unit = _unit(manifest, name)
         try:
-            fingerprint = unit.fingerprint
+            fingerprint = clip_store.unit_of(manifest, name).fingerprint
         except FileNotFoundError as err:
             raise embedding_cache.CacheError(f"{err.filename}: data file gone since submit") from None
         if fingerprint != spec.data_fingerprint:
             raise embedding_cache.CacheError(
                 f"the data of '{name}' changed since submit (files added, removed or rewritten); "
                 "submit again into a new run directory to use the new data")
-        from hpc_radr.birdnet.embeddings import extract
-
-        data = manifest.sweep.data
-        folder = materialize(unit, data.positive_class, data.negative_class, run_dir.data)
-        settings = manifest.sweep.training
-        workers = workers or worker_cpus()
-        files = len(unit.positives) + len(unit.negatives)
+        store, keys = clip_store.ClipStore(run_dir), clip_store.clip_keys(manifest)
+        rows = clip_store.unit_rows(manifest, name, keys)
+        wanted, stored = {key for key, _ in rows}, store.index()
+        _extract(manifest, [c for c in clip_store.sweep_clips(manifest, keys) if c.key in wanted
+                            and c.key not in stored], workers)
         started = time.perf_counter()
-        from hpc_radr.birdnet.runtime import import_birdnet
-
-        import_birdnet()  # TensorFlow's import, timed apart from extraction
-        import_s = time.perf_counter() - started
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
-        embeddings = extract(folder, manifest.model, settings.crop_mode, settings.overlap, workers, files,
-                             data.positive_class)
-        extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
+        embeddings = store.assemble(rows, [manifest.sweep.data.positive_class])
         embedding_cache.save(path, embeddings, spec.key)
         embedding_cache.write_stats(path, {
-            "unit": name, "files": files, "clips": int(len(embeddings.x)), "workers": workers,
-            "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
-            "host": socket.gethostname(), "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+            "unit": name, "files": len(rows), "clips": len(wanted), "rows": int(len(embeddings.x)),
+            "assemble_s": time.perf_counter() - started, "host": socket.gethostname(),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
         return embeddings
 
 
+def _extract(manifest: Manifest, clips: list[clip_store.Clip], workers: int | None) -> None:
+    """Extract ``clips`` into the clip store as one shard, once each file is seen to hold the bytes it held at
+    submit; records the shard's cost (wall, CPU of this process and its pool, CPU per clip in the workers)."""
+    if not clips:
+        return
+    for clip in clips:
+        try:
+            found = content_fingerprint(clip.path)
+        except FileNotFoundError:
+            raise embedding_cache.CacheError(f"{clip.path}: data file gone since submit") from None
+        if found != clip.content:
+            raise embedding_cache.CacheError(
+                f"{clip.path}: the data changed since submit (the file was rewritten); submit again into a new "
+                "run directory to use the new data")
+    from hpc_radr.birdnet.embeddings import extract_clips
+    from hpc_radr.birdnet.runtime import import_birdnet
+
+    settings = manifest.sweep.training
+    workers = workers or worker_cpus()
+    started = time.perf_counter()
+    import_birdnet()  # TensorFlow's import, timed apart from extraction
+    import_s = time.perf_counter() - started
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    found_rows = extract_clips([c.path for c in clips], manifest.model, settings.crop_mode, settings.overlap, workers)
+    extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    clip_store.ClipStore(manifest.run_dir).add(
+        [c.key for c in clips], [r.x for r in found_rows], [r.cpu_s for r in found_rows],
+        {"workers": workers, "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
+         "host": socket.gethostname(), "pid": os.getpid(),
+         "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+
+
 def _cpu_seconds() -> float:
-    """CPU time of this process and of its ended children (BirdNET's extraction pool), user + system."""
+    """CPU time of this process and of its ended children (the extraction pool), user + system."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def embed(run_dir: Path, units: list[str] | None = None, workers: int | None = None) -> list[str]:
-    """Build the caches of ``units`` (default: every unit); returns the unit names."""
+def embed(run_dir: Path, ranges: list[tuple[int, int]] | None = None, workers: int | None = None) -> dict:
+    """What an extraction task runs: extract the clips at ``ranges`` (start, stop) of the sweep's clip list
+    (``clip_store.sweep_clips``; default: all of it) that the store lacks, one store shard per range, so that a
+    task stopped half-way keeps the ranges it finished. Says how many clips the ranges hold and how many were
+    extracted."""
     manifest = load(RunDir(Path(run_dir)))
-    names = units or list(manifest.units)
-    for name in names:
-        ensure_embeddings(manifest, name, workers)
-    return names
+    clips = clip_store.sweep_clips(manifest, clip_store.clip_keys(manifest))
+    for start, _ in ranges or []:
+        if not 0 <= start < len(clips):
+            raise RunDirError(f"--first-clip {start}: the sweep has clips 0-{len(clips) - 1}")
+    store, wanted, extracted = clip_store.ClipStore(manifest.run_dir), 0, 0
+    for start, stop in ranges or [(0, len(clips))]:
+        stored = store.index()
+        todo = [clip for clip in clips[start:stop] if clip.key not in stored]
+        _extract(manifest, todo, workers)
+        wanted, extracted = wanted + len(clips[start:stop]), extracted + len(todo)
+    return {"clips": wanted, "extracted": extracted}
 
 
 def _environment() -> dict:

@@ -9,6 +9,7 @@ say.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,7 @@ class ConfigurationStatus:
 
 @dataclass
 class JobStatus:
-    """One submitted Slurm job (an embedding job, a training array, the collect job) as Slurm sees it now:
+    """One submitted Slurm job (the extraction job or array, a training array, the collect job) as Slurm sees it now:
     where a sweep is in its chain, and why a job waits."""
 
     kind: str
@@ -69,6 +70,7 @@ class StatusReport:
     jobs: list[JobStatus] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # results that are whole but not what was asked for
     accounting: bool | None = None  # None: no Slurm job, or Slurm did not answer
+    clips: dict[str, int] | None = None  # {"stored", "total"} of the clip store; None before the clip store
 
     @property
     def counts(self) -> dict[str, int]:
@@ -77,7 +79,8 @@ class StatusReport:
 
     def as_dict(self) -> dict:
         return {"run_dir": self.run_dir, "runs": self.runs, "counts": self.counts, "problems": self.problems,
-                "warnings": self.warnings, "accounting": self.accounting, "jobs": [asdict(j) for j in self.jobs],
+                "warnings": self.warnings, "accounting": self.accounting, "clips": self.clips,
+                "jobs": [asdict(j) for j in self.jobs],
                 "configurations": [c.as_dict() for c in self.configurations]}
 
 
@@ -118,8 +121,13 @@ def _raw_state(view: slurm_state.SchedulerView, run_dir: RunDir, key: Key) -> st
                                                    view.accounting)
 
 
+def _keys(entry: dict) -> list[Key]:
+    """The Slurm tasks of one submitted job: each array task, or the job itself."""
+    return [(entry["job_id"], k) for k in range(len(entry["tasks"]))] if entry["array"] else [(entry["job_id"], None)]
+
+
 def _job_status(entry: dict, view: slurm_state.SchedulerView, run_dir: RunDir) -> JobStatus:
-    keys = [(entry["job_id"], k) for k in range(len(entry["tasks"]))] if entry["array"] else [(entry["job_id"], None)]
+    keys = _keys(entry)
     counts: Counter = Counter()
     waiting = []
     for key in keys:
@@ -137,6 +145,23 @@ def _slurm_log(run_dir: RunDir, job: Key) -> str | None:
     task_dir = job_files.folder(run_dir.submitit, *job)
     path = task_dir / f"{task_dir.name}_0_log.err"
     return str(path) if path.exists() else None
+
+
+def clip_progress(manifest: Manifest, problems: list[str]) -> dict[str, int] | None:
+    """How many of the sweep's distinct clips the clip store holds: its index names only this sweep's clips, one
+    per distinct file content, so counting them needs neither the data nor the clip keys. None for a run
+    directory submitted before the clip store (no clip fingerprints)."""
+    content = manifest.record.clip_content
+    if not content:
+        return None
+    stored = 0
+    try:
+        stored = len(json.loads(manifest.run_dir.clip_index.read_text())["clips"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"{manifest.run_dir.clip_index}: unreadable clip store index ({err})")
+    return {"stored": stored, "total": len(set(content.values()))}
 
 
 def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm_state.query) -> StatusReport:
@@ -159,10 +184,13 @@ def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm
         except slurm_state.SchedulerUnavailable as err:
             problems.append(f"Slurm states unknown: {err}")
     for entry in (entry for entry in entries if entry["kind"] == "embed" and view is not None):
-        raw = _raw_state(view, manifest.run_dir, (entry["job_id"], None))
-        if raw and slurm_state.normalize(raw) not in (*ACTIVE, State.completed):
-            problems.append(f"embedding job {entry['job_id']} ({entry['name']}) ended {raw}: its training "
-                            f"array does not run; log {_slurm_log(manifest.run_dir, (entry['job_id'], None))}")
+        for key in _keys(entry):
+            raw = _raw_state(view, manifest.run_dir, key)
+            if raw and slurm_state.normalize(raw) not in (*ACTIVE, State.completed):
+                name = entry["name"] + (f" task {key[1]}, clips {entry['tasks'][key[1]][0]}" if key[1] is not None
+                                        else "")
+                problems.append(f"embedding job {entry['job_id']} ({name}) ended {raw}: its training arrays do "
+                                f"not run; log {_slurm_log(manifest.run_dir, key)}")
     rows = []
     for config in manifest.configurations:
         outcome = states[config.run_id]
@@ -184,4 +212,4 @@ def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm
     jobs = [_job_status(entry, view, manifest.run_dir) for entry in entries] if view else []
     warnings = [unused_gpu_warning(on_cpu)] if on_cpu else []
     return StatusReport(str(manifest.run_dir.path), rows, len(manifest.runs), problems, jobs, warnings,
-                        view.accounting if view else None)
+                        view.accounting if view else None, clip_progress(manifest, problems))

@@ -1,4 +1,4 @@
-"""What a submission has to do: freeze the manifest, then find the caches and runs still missing."""
+"""What a submission has to do: freeze the manifest, then find the clips and runs still missing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpc_radr.clip_store import ClipStore, clip_keys, sweep_clips, unit_rows
 from hpc_radr.datasets import TEST_UNIT
 from hpc_radr.latest import DEFAULT_RUNS_ROOT
 from hpc_radr.locks import locked
@@ -21,7 +22,8 @@ class Work:
     """The part of a frozen sweep that still has to run."""
 
     manifest: Manifest
-    missing_units: list[str]
+    missing_clips: list[int]  # positions in the sweep's clip list (clip_store.sweep_clips) of clips to extract
+    clip_count: int  # the sweep's distinct clips (0 when no unit needs any)
     pending_runs: list[str]
     done_runs: list[str]
 
@@ -39,7 +41,8 @@ def prepare(sweep: Path, run_dir: Path | None, data: Path | None, model: Path | 
 
 
 def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = frozenset()) -> Work:
-    """Units without a cache and runs without a valid result (all runs when forced), less ``exclude``."""
+    """Runs without a valid result (all runs when forced), less ``exclude``, and the clips not yet in the clip
+    store that the units of those runs still need (a unit whose cache exists needs none)."""
     run_dir = manifest.run_dir
     pending, done = [], []
     for config in manifest.runs:
@@ -47,9 +50,15 @@ def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = froze
             continue
         (done if has_result(run_dir, config.run_id) and not force else pending).append(config.run_id)
     needed = {manifest.run(r).dataset for r in pending} | ({TEST_UNIT} if pending else set())
-    missing_units = [name for name, spec in manifest.units.items()
-                     if name in needed and not run_dir.cache_file(spec.key).exists()]
-    return Work(manifest, missing_units, pending, done)
+    uncached = [name for name, spec in manifest.units.items()
+                if name in needed and not run_dir.cache_file(spec.key).exists()]
+    if not uncached:
+        return Work(manifest, [], 0, pending, done)
+    keys = clip_keys(manifest)
+    clips, stored = sweep_clips(manifest, keys), ClipStore(run_dir).index()
+    wanted = {key for name in uncached for key, _ in unit_rows(manifest, name, keys)}
+    missing = [k for k, clip in enumerate(clips) if clip.key in wanted and clip.key not in stored]
+    return Work(manifest, missing, len(clips), pending, done)
 
 
 @contextmanager

@@ -16,9 +16,20 @@ from pathlib import Path
 
 from hpc_radr import runner
 from hpc_radr.atomic import write_json
+from hpc_radr.clip_store import clip_keys, sweep_clips
 from hpc_radr.estimate import Calibration, Capacity, Estimate, calibrate_from_run_dir, estimate, samples_per_epoch
 from hpc_radr.executors import local, slurm, slurm_site
-from hpc_radr.job_plan import JobKind, JobPlan, PlannedJob, SlurmOptions, check_values, plan_jobs
+from hpc_radr.job_plan import (
+    DEFAULT_SHARD_CLIPS,
+    JobKind,
+    JobPlan,
+    PlannedJob,
+    SlurmOptions,
+    check_values,
+    clip_range,
+    plan_jobs,
+    shards,
+)
 from hpc_radr.manifest import Manifest, ManifestRecord, freeze, load
 from hpc_radr.results import ACTIVE
 from hpc_radr.run_dir import RunDir
@@ -53,7 +64,11 @@ def _notes(plan: JobPlan, options: SlurmOptions, site: slurm_site.Site) -> list[
     if plan.runs_per_task > (options.runs_per_task or 1):
         notes.append(f"{plan.runs_per_task} runs per training task: the cluster lets you submit {site.submit_limit} "
                      "more jobs (MaxSubmitJobsPerUser; every array task counts)")
-    arrays = [job for job in plan.jobs if job.is_array]
+    embeds = [job for job in plan.jobs if job.kind is JobKind.embed]
+    if embeds and plan.clips_per_task > options.embed_shard_clips:
+        notes.append(f"{plan.clips_per_task} clips per extraction task, not {options.embed_shard_clips} "
+                     f"(--embed-shard-clips): the cluster's MaxArraySize {site.max_array_size} caps the array's tasks")
+    arrays = [job for job in plan.jobs if job.kind is JobKind.train]
     if len(arrays) > 1:
         notes.append(f"{len(arrays)} training arrays (MaxArraySize {site.max_array_size}); together they run at most "
                      f"{options.array_parallelism} tasks at once (--array-parallelism)")
@@ -83,8 +98,8 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
     def planned() -> tuple[Work, JobPlan]:
         frozen = manifest.run_dir.manifest.exists()
         work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
-        plan = plan_jobs(manifest.sweep.name, work.missing_units, work.pending_runs, options, site.max_array_size,
-                         site.submit_limit)
+        plan = plan_jobs(manifest.sweep.name, work.missing_clips, work.clip_count, work.pending_runs, options,
+                         site.max_array_size, site.submit_limit)
         return work, plan
 
     work, plan = planned()
@@ -110,16 +125,17 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
 
 
 def run_local(manifest: Manifest, workers: int, force: bool = False, progress: local.Progress | None = None,
-              starting: Callable[[Work], None] | None = None) -> local.LocalOutcome:
-    """Freeze the manifest and train what remains on this machine, blocking until done; ``starting(work)`` is
-    told what will run before it starts."""
+              starting: Callable[[Work], None] | None = None,
+              shard_clips: int = DEFAULT_SHARD_CLIPS) -> local.LocalOutcome:
+    """Freeze the manifest and extract and train what remains on this machine, blocking until done;
+    ``starting(work)`` is told what will run before it starts."""
     check_writable(manifest.run_dir.path)  # before anything is written or trained
     freeze(manifest)
     with submission_lock(manifest.run_dir):
         work = remaining(manifest, force)
         if starting is not None:
             starting(work)
-        return local.run_local(work, workers, force, progress)
+        return local.run_local(work, workers, force, progress, shard_clips)
 
 
 def calibrate(record: ManifestRecord, calibrate_from: Path | None, workers: int, threads: int) -> Calibration:
@@ -130,16 +146,15 @@ def calibrate(record: ManifestRecord, calibrate_from: Path | None, workers: int,
     from hpc_radr.birdnet.model_files import ModelFiles
     from hpc_radr.birdnet.probe import probe
 
-    units = record.units.values()
-    positives = sorted({Path(p) for unit in units for p in unit.positives})
-    negatives = sorted({Path(p) for unit in units for p in unit.negatives})
-    sweep = whole_sweep(record).manifest.sweep
+    work = whole_sweep(record)
+    clips = [clip.path for clip in sweep_clips(work.manifest, clip_keys(work.manifest))]
+    sweep = work.manifest.sweep
     largest = max((sum(samples_per_epoch(len(record.units[c.dataset].positives),
                                          len(record.units[c.dataset].negatives), sweep.training.val_split,
                                          c.upsampling_ratio)) for c in unique_runs(record.configurations)),
                   default=8)
     model = ModelFiles(Path(record.model.model), Path(record.model.labels))
-    return probe(positives, negatives, model, sweep.training, largest, workers, threads)
+    return probe(clips, model, sweep.training, largest, workers, threads)
 
 
 def keep_estimate(manifest: Manifest, found: Estimate) -> None:
@@ -151,28 +166,36 @@ def keep_estimate(manifest: Manifest, found: Estimate) -> None:
 def whole_sweep(record: ManifestRecord) -> Work:
     """All of a sweep's work, as if nothing were done yet: what `plan --estimate` prices (nothing is read)."""
     manifest = Manifest(record, RunDir(Path("runs") / "estimate"))
-    return Work(manifest, list(record.units), [c.run_id for c in manifest.runs], [])
+    count = len(sweep_clips(manifest, clip_keys(manifest)))
+    return Work(manifest, list(range(count)), count, [c.run_id for c in manifest.runs], [])
 
 
-def local_capacity(work: Work, workers: int) -> Capacity:
-    """How `submit --executor local` lays the work out: one extraction job on every core, then ``workers``
-    processes sharing the cores, each taking the next run."""
+def _missing_per_range(work: Work, ranges: list[tuple[int, int]]) -> list[int]:
+    missing = set(work.missing_clips)
+    return [sum(1 for k in range(start, stop) if k in missing) for start, stop in ranges]
+
+
+def local_capacity(work: Work, workers: int, shard_clips: int) -> Capacity:
+    """How `submit --executor local` lays the work out: the extraction shards dealt to at most ``workers``
+    jobs sharing the cores, then ``workers`` training processes sharing them, each taking the next run."""
     cores = runner.worker_cpus()
-    units = work.manifest.units
-    clips = sum(len(units[name].positives) + len(units[name].negatives) for name in work.missing_units)
+    _, ranges = shards(work.missing_clips, work.clip_count, shard_clips)
+    count = max(1, min(workers, len(ranges)))
+    per_range = _missing_per_range(work, ranges)
+    tasks = [per_range[k::count] for k in range(count)] if ranges else []
     lanes = max(1, min(workers, len(work.pending_runs)))
-    return Capacity("local", lanes, max(1, cores // lanes), 0, len(work.pending_runs),
-                    [clips] if clips else [], 1, cores)
+    return Capacity("local", lanes, max(1, cores // lanes), 0, len(work.pending_runs), tasks, count,
+                    max(1, cores // count))
 
 
 def slurm_capacity(work: Work, plan: JobPlan, options: SlurmOptions) -> Capacity:
-    """How a Slurm job plan lays the work out (its extraction jobs all start at once)."""
-    units = work.manifest.units
+    """How a Slurm job plan lays the work out: its extraction tasks (one shard each) and training tasks."""
     embeds = [job for job in plan.jobs if job.kind is JobKind.embed]
-    clips = [sum(len(units[name].positives) + len(units[name].negatives) for task in job.tasks for name in task)
-             for job in embeds]
+    ranges = [clip_range(task) for job in embeds for task in job.tasks]
+    throttle = min([job.throttle for job in embeds if job.throttle] or [max(1, len(ranges))])
     return Capacity("slurm", options.array_parallelism, options.train.cpus, options.train.gpus,
-                    plan.runs_per_task, clips, max(1, len(embeds)), options.embed.cpus)
+                    plan.runs_per_task, [[n] for n in _missing_per_range(work, ranges)], throttle,
+                    options.embed.cpus)
 
 
 def estimate_cost(work: Work, executor: str, workers: int, options: SlurmOptions,
@@ -181,9 +204,9 @@ def estimate_cost(work: Work, executor: str, workers: int, options: SlurmOptions
     without asking a cluster), calibrated from an earlier run directory or by a probe."""
     manifest = work.manifest
     if executor == "local":
-        capacity = local_capacity(work, workers)
+        capacity = local_capacity(work, workers, options.embed_shard_clips)
     else:
-        plan = plan_jobs(manifest.sweep.name, work.missing_units, work.pending_runs, options,
+        plan = plan_jobs(manifest.sweep.name, work.missing_clips, work.clip_count, work.pending_runs, options,
                          slurm_site.DEFAULT_MAX_ARRAY_SIZE)
         capacity = slurm_capacity(work, plan, options)
     calibration = calibrate(manifest.record, calibrate_from, capacity.embed_cpus, capacity.train_cpus)

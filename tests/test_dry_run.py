@@ -46,10 +46,10 @@ def test_golden_chain_shape(small_data, tmp_path):
     # 2 datasets x (1 shared ratio-0 run + 2 modes at ratio 1.0) x focal off x 1 seed = 6 runs, MaxArraySize 5:
     # two arrays of 3, sharing the sweep's throttle of 4 (2 each), so at most 4 tasks run at once
     assert text.count("#SBATCH --array=0-2%2") == 2
-    assert text.count("### embed:") == 3 and text.count("### train:") == 2
+    assert text.count("### embed (1 tasks)") == 1 and text.count("### train:") == 2  # all 80 clips in one shard
     # CPU-only jobs go to the CPU partition without a GPU; training to the GPU partition with one
     embeds = text.split("### train:0")[0]
-    assert embeds.count("#SBATCH --partition=cpu") == 3 and "gpus-per-node" not in embeds
+    assert embeds.count("#SBATCH --partition=cpu") == 1 and "gpus-per-node" not in embeds
     assert text.split("### train:1")[1].split("### collect")[0].count("#SBATCH --gpus-per-node=1") == 1
     assert "#SBATCH --account='bio lab'\"'\"'s'" in text
     assert "#SBATCH --constraint='a100|v100'" in text and "#SBATCH --hold\n" in text

@@ -28,7 +28,8 @@ from hpc_radr.workflow import slurm_capacity, whole_sweep
 
 
 def calibration(**changes) -> Calibration:
-    values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, extraction_efficiency=0.5, import_s=5.0,
+    values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, call_cpu_s=1.0, call_wall_s=2.0,
+                  extraction_efficiency=0.5, import_s=5.0,
                   run_wall=RunCost(1.0, 0.1, 0.001), run_cpu=RunCost(2.0, 0.1, 0.002), epoch_fraction=0.5,
                   spread=0.0, runs=10)
     return Calibration(**{**values, **changes})
@@ -74,7 +75,7 @@ def test_estimate_adds_up_by_hand(small_data, tmp_path):
     cal = calibration()
     runs = [work.manifest.run(r) for r in work.pending_runs]
     capacity = Capacity("slurm", train_lanes=4, train_cpus=2, train_gpus=1, runs_per_task=1,
-                        embed_tasks=[100, 50], embed_lanes=2, embed_cpus=2)
+                        embed_tasks=[[100], [30, 20]], embed_lanes=2, embed_cpus=2)
     found = estimate(record, sweep, cal, capacity, runs)
     epochs = 10 * 0.5
     walls, cpus = [], []
@@ -84,8 +85,9 @@ def test_estimate_adds_up_by_hand(small_data, tmp_path):
         walls.append(1.0 + epochs * (0.1 + 0.001 * (fit + val)))
         cpus.append(2.0 + epochs * (0.1 + 0.002 * (fit + val)))
     kinds = {k.kind: k for k in found.kinds}
-    assert kinds["embed"].cpu_hours * 3600 == pytest.approx(150 * 0.1 + 2 * 5.0)
-    assert kinds["embed"].wall_hours * 3600 == pytest.approx(5.0 + 100 * 0.1 / (0.5 * 2))
+    assert kinds["embed"].cpu_hours * 3600 == pytest.approx(150 * 0.1 + 3 * 1.0 + 2 * 5.0)
+    assert kinds["embed"].wall_hours * 3600 == pytest.approx(5.0 + 2.0 + 100 * 0.1 / (0.5 * 2))
+    assert kinds["embed"].core_hours * 3600 == pytest.approx(2 * (5.0 + 2.0 + 10.0 + 5.0 + 2 * 2.0 + 5.0))
     assert kinds["train"].tasks == len(runs) == 12
     assert kinds["train"].cpu_hours * 3600 == pytest.approx(sum(cpus) + len(runs) * 5.0)
     assert kinds["train"].gpu_hours * 3600 == pytest.approx(sum(walls) + len(runs) * 5.0)
@@ -94,7 +96,7 @@ def test_estimate_adds_up_by_hand(small_data, tmp_path):
     one_lane = estimate(record, sweep, cal, Capacity(**{**capacity.__dict__, "train_lanes": 1}), runs)
     assert {k.kind: k for k in one_lane.kinds}["train"].wall_hours * 3600 == pytest.approx(sum(walls) + 12 * 5.0)
     assert found.cpu_hours == pytest.approx(one_lane.cpu_hours)  # the throttle moves the wall time only
-    local = estimate(record, sweep, cal, Capacity("local", 2, 1, 0, len(runs), [150], 1, 2), runs)
+    local = estimate(record, sweep, cal, Capacity("local", 2, 1, 0, len(runs), [[150]], 1, 2), runs)
     train = {k.kind: k for k in local.kinds}["train"]
     assert train.tasks == 2 and train.cpu_hours * 3600 == pytest.approx(sum(cpus) + 2 * 5.0)
     assert train.wall_hours * 3600 == pytest.approx(5.0 + _makespan(walls, 2))
@@ -105,21 +107,26 @@ def test_slurm_layout_follows_the_job_plan(small_data, tmp_path):
     """Runs packed into tasks, the throttle and the CPUs come from the same plan `submit` makes."""
     work = planned(small_data, tmp_path)
     cal = calibration()
-    options = slurm_options("gpu", runs_per_task=3, array_parallelism=2)
-    plan = plan_jobs("small", work.missing_units, work.pending_runs, options, 1001)
+    options = slurm_options("gpu", runs_per_task=3, array_parallelism=2, embed_shard_clips=20)
+    plan = plan_jobs("small", work.missing_clips, work.clip_count, work.pending_runs, options, 1001)
     capacity = slurm_capacity(work, plan, options)
     assert capacity.runs_per_task == 3 and capacity.train_lanes == 2 and capacity.train_gpus == 1
-    units = work.manifest.units
-    assert sorted(capacity.embed_tasks) == sorted(len(u.positives) + len(u.negatives) for u in units.values())
+    # every distinct clip once, in shards of 20 (the test set and both datasets share files)
+    assert sum(map(sum, capacity.embed_tasks)) == work.clip_count == len(work.missing_clips)
+    assert [len(t) for t in capacity.embed_tasks] == [1] * math.ceil(work.clip_count / 20)
+    assert capacity.embed_lanes == 2  # the extraction array runs at the throttle too
     found = estimate(work.manifest.record, work.manifest.sweep, cal, capacity,
                      [work.manifest.run(r) for r in work.pending_runs])
-    assert {k.kind: k.tasks for k in found.kinds} == {"embed": 3, "train": 4, "collect": 1}
+    assert {k.kind: k.tasks for k in found.kinds} == {"embed": math.ceil(work.clip_count / 20), "train": 4,
+                                                      "collect": 1}
+    units = work.manifest.units.values()
+    assert work.clip_count < sum(len(u.positives) + len(u.negatives) for u in units)
 
 
 def test_calibration_from_a_trained_run_directory(trained_run, small_data, tmp_path):
     cal = calibrate_from_run_dir(load(RunDir(trained_run)))
     assert cal.source == "run_dir" and cal.runs == 12
-    assert cal.clip_cpu_s > 0 and 0 < cal.extraction_efficiency <= 1 and cal.import_s > 0
+    assert cal.clip_cpu_s > 0 and cal.call_cpu_s >= 0 and 0 < cal.extraction_efficiency <= 1 and cal.import_s > 0
     assert 0 < cal.epoch_fraction <= 1
     assert cal.run_wall.seconds(5, 60) > 0 and cal.run_cpu.seconds(5, 60) > 0
     # it predicts its own runs' total to within the spread it states
@@ -188,8 +195,7 @@ def test_the_probe_calibrates_on_the_users_data(small_data, tmp_path):
     cal = found["calibration"]
     assert cal["source"] == "probe" and cal["epoch_fraction"] == 1.0 and cal["runs"] == 3
     assert cal["clip_cpu_s"] > 0.005 and cal["import_s"] > 0.5  # a real extraction and a real import
-    units = planned(small_data, tmp_path).manifest.units.values()
-    assert found["runs"] == 12 and found["clips"] == sum(len(u.positives) + len(u.negatives) for u in units)
+    assert found["runs"] == 12 and found["clips"] == planned(small_data, tmp_path).clip_count
     assert any("upper bound" in note for note in found["notes"])
 
 

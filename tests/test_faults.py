@@ -108,7 +108,7 @@ def test_data_changed_after_submit_is_refused_at_extraction(small_data, tmp_path
     victim = next((data / "train" / "RADR" / "high").iterdir())
     victim.write_bytes(victim.read_bytes()[:-2])
     with pytest.raises(embedding_cache.CacheError, match="changed since submit"):
-        runner.embed(manifest.run_dir.path, ["high_medium"])
+        runner.embed(manifest.run_dir.path)
     assert not list(manifest.run_dir.cache.glob("*.npz"))
 
 

@@ -23,7 +23,6 @@ from hpc_radr.job_plan import PlanError, slurm_options
 from hpc_radr.manifest import Manifest
 from hpc_radr.run_dir import RunDir
 from hpc_radr.submission import prepare
-from hpc_radr.sweep import slug
 
 # Every character here means something to bash (or to sbatch's #SBATCH parser: quotes, '#', '%' in log names).
 HOSTILE = "we ird 'q' $(touch PWNED) `touch PWNED` ; x #1 %j"
@@ -75,8 +74,8 @@ def test_the_templates_ship_with_the_package():
 
 def test_every_script_is_valid_bash(manifest, tmp_path):
     scripts = render_scripts(manifest, slurm_options(partition="gpu", setup=SETUP), max_array=5)
-    assert list(scripts) == [*(f"embed-{slug(u)}.sbatch" for u in manifest.units),
-                             "train-0.sbatch", "train-1.sbatch", "train-2.sbatch", "collect.sbatch", SUBMIT_ALL]
+    assert list(scripts) == ["embed.sbatch", "train-0.sbatch", "train-1.sbatch", "train-2.sbatch", "collect.sbatch",
+                             SUBMIT_ALL]
     for name, text in scripts.items():
         path = tmp_path / name
         path.write_text(text)
@@ -116,6 +115,23 @@ def test_the_sweep_is_split_by_max_array(manifest, tmp_path):
         render_scripts(manifest, slurm_options(), max_array=0)
 
 
+
+def test_the_extraction_array_covers_every_clip_once(manifest, tmp_path):
+    clips = len(set(manifest.record.clip_content.values()))
+    assert clips == 80  # 18 + 30 training clips (high_medium's are all among them) + 32 test clips
+    scripts = render_scripts(manifest, slurm_options(embed_shard_clips=7, array_parallelism=4), max_array=1001)
+    text = scripts["embed.sbatch"]
+    assert re.findall(r"^#SBATCH --array=(.*)$", text, re.MULTILINE) == ["0-11%4"]  # 80 clips, 7 per task
+    assert "/logs/slurm-embed-%A_%a.out" in text
+    covered = []
+    for task in range(12):
+        argv = argv_of(text, tmp_path, SLURM_ARRAY_TASK_ID=str(task))
+        first, count = int(argv[argv.index("--first-clip") + 1]), int(argv[argv.index("--clip-count") + 1])
+        covered += range(first, min(first + count, clips))
+    assert covered == list(range(clips))
+    capped = render_scripts(manifest, slurm_options(embed_shard_clips=7), max_array=5)["embed.sbatch"]
+    assert "#SBATCH --array=0-4%5\n" in capped and "--clip-count 16" in exec_line(capped)  # 5 shards of 16
+
 def test_several_runs_per_task_cover_every_run_once(manifest, tmp_path):
     scripts = render_scripts(manifest, slurm_options(runs_per_task=5), max_array=2)
     trains = sorted(n for n in scripts if n.startswith("train-"))
@@ -140,9 +156,8 @@ def test_quoted_values_reach_the_command_unchanged_and_run_nothing(manifest, tmp
         assert argv_of(scripts["train-1.sbatch"], tmp_path, SLURM_ARRAY_TASK_ID="3") == \
             [*command, "run-task", run_dir, "--first-run", "7", "--run-count", "1"]
         assert argv_of(scripts["collect.sbatch"], tmp_path) == [*command, "collect", run_dir]
-        for unit in manifest.units:
-            assert argv_of(scripts[f"embed-{slug(unit)}.sbatch"], tmp_path) == \
-                [*command, "run-task", run_dir, "--embed", unit]
+        assert argv_of(scripts["embed.sbatch"], tmp_path) == \
+            [*command, "run-task", run_dir, "--first-clip", "0", "--clip-count", "2000"]
     no_pwned(tmp_path, Path(run_dir).parent)
 
 
@@ -157,9 +172,9 @@ def test_sbatch_lines_hold_the_options_quoted_for_sbatch(manifest):
                      "--array=0-3%4", "--cpus-per-task=3", "--gpus-per-node=1", "--mem=6144M", "--time=90",
                      f"--output={shlex.quote(logs + '.out')}", f"--error={shlex.quote(logs + '.err')}",
                      "--comment='say \"hi\" # \\\\ $(x)'", "--hold"]
-    embed = re.findall(r"^#SBATCH (.*)$", scripts["embed-test.sbatch"], re.MULTILINE)
+    embed = re.findall(r"^#SBATCH (.*)$", scripts["embed.sbatch"], re.MULTILINE)
     assert "--cpus-per-task=2" in embed and not any(e.startswith(("--gpus", "--array")) for e in embed)
-    assert f"--output={shlex.quote(run_dir.replace('%', '%%') + '/logs/slurm-embed-test-%j.out')}" in embed
+    assert f"--output={shlex.quote(run_dir.replace('%', '%%') + '/logs/slurm-embed-%j.out')}" in embed
 
 
 def test_setup_lines_are_placed_verbatim_before_the_command(manifest):
@@ -209,15 +224,13 @@ def test_submit_all_chains_the_jobs(manifest, tmp_path):
     done = subprocess.run(["bash", str(out / SUBMIT_ALL)], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_LOG": str(log)})
     assert done.returncode == 0, done.stderr
-    embeds = [f"embed-{slug(u)}.sbatch" for u in manifest.units]
-    assert len(embeds) == 3
-    after_ok = "--dependency=afterok:101:102:103 --kill-on-invalid-dep=yes"
+    after_ok = "--dependency=afterok:101 --kill-on-invalid-dep=yes"
     assert log.read_text().splitlines() == [
-        *(f"--parsable {e}" for e in embeds),
+        "--parsable embed.sbatch",
         f"--parsable {after_ok} train-0.sbatch", f"--parsable {after_ok} train-1.sbatch",
         f"--parsable {after_ok} train-2.sbatch",
-        "--parsable --dependency=afterany:104:105:106 collect.sbatch"]
-    assert "collect.sbatch: job 107" in done.stdout
+        "--parsable --dependency=afterany:102:103:104 collect.sbatch"]
+    assert "collect.sbatch: job 105" in done.stdout
     assert (manifest.run_dir.path / "logs").is_dir()  # Slurm does not create the folder of --output
     no_pwned(tmp_path, manifest.run_dir.path.parent)
 
@@ -243,8 +256,8 @@ def test_the_command_writes_the_scripts(manifest, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     names = sorted(Path(f).name for f in report["files"])
-    assert names == sorted([*(f"embed-{slug(u)}.sbatch" for u in manifest.units), "train-0.sbatch",
-                            "train-1.sbatch", "train-2.sbatch", "collect.sbatch", SUBMIT_ALL])
+    assert names == sorted(["embed.sbatch", "train-0.sbatch", "train-1.sbatch", "train-2.sbatch", "collect.sbatch",
+                            SUBMIT_ALL])
     assert report["submit"] == f"bash {shlex.quote(str(out / SUBMIT_ALL))}"
     assert os.access(out / SUBMIT_ALL, os.X_OK)
     train = (out / "train-2.sbatch").read_text()

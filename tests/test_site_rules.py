@@ -44,7 +44,7 @@ def test_cpu_only_jobs_that_a_gpu_partition_rejects_are_refused_before_anything(
                "--partition", "gpu", check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     message = " ".join(done.stderr.split())
-    assert "Slurm rejected embed:high_medium (partition gpu, 2 CPUs, no GPU" in message
+    assert "Slurm rejected embed (partition gpu, 2 CPUs, no GPU" in message
     assert "accepts only jobs that request a GPU" in message  # the site's own words
     assert "--cpu-partition" in message and "nothing was submitted" in message
     assert not run_dir.exists()
@@ -77,9 +77,10 @@ def test_without_accounting_the_sweep_completes_and_the_job_view_stays_right(lab
     run_dir = tmp_path / "run"
     out = json.loads(cli(lab, "submit", six_runs(tmp_path, "noacct"), "--data", small_data, "--run-dir", run_dir,
                          "--partition", "gpu", "--cpu-partition", "cpu", "--cpus-per-task", "1",
-                         "--array-parallelism", "2", "--json").stdout)
+                         "--array-parallelism", "2", "--embed-shard-clips", "40", "--json").stdout)
     jobs = {job["name"]: job for job in out["jobs"]}
-    assert sorted(jobs) == ["collect", "embed:high_medium", "embed:test", "train:0", "train:1"]
+    assert sorted(jobs) == ["collect", "embed", "train:0", "train:1"]
+    assert jobs["embed"]["tasks"] == [["0:40"], ["40:74"]]  # 74 clips: 42 of high_medium, 32 of the test set
     assert [len(jobs[n]["tasks"]) for n in ("train:0", "train:1")] == [3, 3]
     assert [job_fields(lab, jobs[n]["job_id"])[0].get("ArrayTaskThrottle") for n in ("train:0", "train:1")] == \
         ["1", "1"]  # the sweep's throttle of 2, shared by the two arrays
@@ -98,7 +99,7 @@ def test_without_accounting_the_sweep_completes_and_the_job_view_stays_right(lab
     while job_view()["collect"] != {"completed": 1}:
         assert time.monotonic() < deadline, job_view()
         time.sleep(2)
-    right = {"embed:high_medium": {"completed": 1}, "embed:test": {"completed": 1},
+    right = {"embed": {"completed": 2},
              "train:0": {"completed": 2, "cancelled": 1}, "train:1": {"completed": 3}, "collect": {"completed": 1}}
     assert job_view() == right
     gone_from_squeue(lab, [job["job_id"] for job in jobs.values()])
@@ -136,15 +137,15 @@ def test_a_limit_on_submitted_jobs_is_met_by_packing_runs_into_tasks(qos, small_
                   "gpu", "--qos", "limited", "--runs-per-task", "1", check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     message = " ".join(refused.stderr.split())
-    assert "--runs-per-task 1 makes 6 training tasks, 9 jobs" in message and "use --runs-per-task 3" in message
+    assert "--runs-per-task 1 makes 6 training tasks, 8 jobs" in message and "use --runs-per-task 2" in message
     assert not (tmp_path / "refused").exists()
     nothing_submitted(qos, "packed")
 
     run_dir = tmp_path / "run"
     out = json.loads(cli(qos, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
                          "--qos", "limited", "--json").stdout)
-    assert out["runs_per_task"] == 3 and any("MaxSubmitJobsPerUser" in note for note in out["notes"])
-    assert sum(len(job["tasks"]) for job in out["jobs"]) == 5  # 2 embedding jobs, 2 tasks of 3 runs, collect
+    assert out["runs_per_task"] == 2 and any("MaxSubmitJobsPerUser" in note for note in out["notes"])
+    assert sum(len(job["tasks"]) for job in out["jobs"]) == 5  # the extraction job, 3 tasks of 2 runs, collect
     wait_until_settled(qos, run_dir, expect={"completed": 6})
     deadline = time.monotonic() + 120
     while True:  # the collect job runs after the array; accounting lists it a few seconds late
@@ -152,6 +153,5 @@ def test_a_limit_on_submitted_jobs_is_met_by_packing_runs_into_tasks(qos, small_
         if view.get("collect") == {"completed": 1} or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert view == {"embed:high_medium": {"completed": 1}, "embed:test": {"completed": 1},
-                    "train:0": {"completed": 2}, "collect": {"completed": 1}}
+    assert view == {"embed": {"completed": 1}, "train:0": {"completed": 3}, "collect": {"completed": 1}}
 

@@ -51,6 +51,11 @@ def job_fields(env, job_id) -> list[dict[str, str]]:
     return records
 
 
+
+def job_fields_of_array(records: list[dict[str, str]]) -> set[str]:
+    """The array job ids of `scontrol show job` records (a job that is no array has none)."""
+    return {r["ArrayJobId"] for r in records if "ArrayJobId" in r}
+
 def wait_until_settled(env, run_dir, expect=None, limit_s=900) -> dict:
     """Poll status until nothing is queued or running (and, given ``expect``, the counts match it:
     sacct lists finished tasks a few seconds late)."""
@@ -65,13 +70,14 @@ def wait_until_settled(env, run_dir, expect=None, limit_s=900) -> dict:
 
 @pytest.fixture(scope="module")
 def submitted(slurm_env, small_data, tmp_path_factory):
-    """A 4-run sweep submitted to the gpu partition, one task at a time, with one task cancelled at once."""
+    """A 4-run sweep submitted to the gpu partition, one task at a time, with one task cancelled at once; its 74
+    clips are extracted by an array of 4 shards of at most 20."""
     folder = tmp_path_factory.mktemp("slurm")
     sweep = write_sweep(folder, name="slurmsmall", modes='["linear"]', ratios="[0.0, 0.5]", seeds="[1, 2]",
                         epochs=3, datasets=ONE_DATASET)
     run_dir = folder / "run"
     out = cli(slurm_env, "submit", sweep, "--data", small_data, "--run-dir", run_dir, "--partition", "gpu",
-              "--array-parallelism", "1", "--cpus-per-task", "1", "--json").stdout
+              "--array-parallelism", "1", "--cpus-per-task", "1", "--embed-shard-clips", "20", "--json").stdout
     jobs = {job["name"]: job for job in json.loads(out)["jobs"]}
     fields = {name: job_fields(slurm_env, job["job_id"]) for name, job in jobs.items()}
     array = jobs["train:0"]
@@ -91,9 +97,12 @@ def submitted(slurm_env, small_data, tmp_path_factory):
             "status_after_submit": after_submit}
 
 
-def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
+def test_one_array_with_gpus_waiting_for_the_extraction_array(submitted):
     jobs = submitted["jobs"]
-    assert sorted(jobs) == ["collect", "embed:high_medium", "embed:test", "train:0"]
+    assert sorted(jobs) == ["collect", "embed", "train:0"]
+    embed = jobs["embed"]
+    assert embed["tasks"] == [["0:20"], ["20:40"], ["40:60"], ["60:74"]]  # 42 training and 32 test clips
+    assert job_fields_of_array(submitted["fields"]["embed"]) == {embed["job_id"]}
     array = jobs["train:0"]
     assert len(array["tasks"]) == 4  # 4 configurations, 4 unique runs (ratio 0.0 with one mode)
     records = submitted["fields"]["train:0"]
@@ -101,15 +110,14 @@ def test_one_array_with_gpus_waiting_for_the_embedding_jobs(submitted):
     assert records[0]["ArrayTaskId"] == "0-3%1"  # one array, 4 tasks, one at a time
     first = records[0]
     assert "gres:gpu:1" in first.get("TresPerNode", "") or "gpu:1" in first.get("TresPerNode", "")
-    for embed in ("embed:high_medium", "embed:test"):
-        assert jobs[embed]["job_id"] in first["Dependency"] and "afterok" in first["Dependency"]
+    assert embed["job_id"] in first["Dependency"] and "afterok" in first["Dependency"]
     collect = submitted["fields"]["collect"][0]
     assert "afterany" in collect["Dependency"] and array["job_id"] in collect["Dependency"]
 
 
 def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted):
     """Right after submit the collect job cannot have started: it waits for the 4-task array, which runs one
-    task at a time after the embedding jobs. Slurm's own reason reaches the user. (The fixture ran `status`
+    task at a time after the extraction array. Slurm's own reason reaches the user. (The fixture ran `status`
     right after submitting, so this holds whether or not the other tests have let the sweep finish.)"""
     jobs = submitted["jobs"]
     done, human_done = submitted["status_after_submit"]["json"], submitted["status_after_submit"]["human"]
@@ -117,7 +125,8 @@ def test_status_lists_each_job_of_the_chain_and_why_it_waits(submitted):
     assert human_done.returncode == 0, human_done.stdout[-3000:] + human_done.stderr[-3000:]
     report = json.loads(done.stdout)
     listed = {job["name"]: job for job in report["jobs"]}
-    assert list(listed) == ["embed:high_medium", "embed:test", "train:0", "collect"]  # submission order
+    assert list(listed) == ["embed", "train:0", "collect"]  # submission order
+    assert listed["embed"]["tasks"] == 4 and report["clips"]["total"] == 74
     assert {name: job["job_id"] for name, job in listed.items()} == {n: j["job_id"] for n, j in jobs.items()}
     assert listed["collect"]["counts"] == {"pending": 1} and listed["collect"]["waiting_for"] == ["Dependency"]
     array = listed["train:0"]
@@ -155,6 +164,10 @@ def test_status_shows_the_cancelled_task_and_resubmit_runs_only_it(submitted, sl
     trains = [j for j in out["jobs"] if j["kind"] == "train"]
     assert [j["tasks"] for j in trains] == [[[submitted["cancelled"]]]]
     assert not [j for j in out["jobs"] if j["kind"] == "embed"]  # caches exist already
+    # every clip extracted once, by the four shards
+    shards = [json.loads(p.read_text()) for p in (run_dir / "clips").glob("shard-*.json")]
+    assert sorted(s["clips"] for s in shards) == [14, 20, 20, 20]
+    assert json.loads(cli(slurm_env, "status", run_dir, "--json").stdout)["clips"] == {"stored": 74, "total": 74}
     wait_until_settled(slurm_env, run_dir, expect={"completed": 4})
     collected = json.loads(cli(slurm_env, "collect", run_dir, "--json").stdout)
     assert len(collected["rows"]) == 4 and not collected["missing"] and not collected["failed"]
@@ -270,5 +283,5 @@ def test_a_failed_embedding_job_cancels_the_array_instead_of_every_task_failing(
     victim.write_bytes(victim.read_bytes()[:-2])  # the data changes after submit: extraction must refuse it
     slurm(slurm_env, "scontrol", "release", ",".join(j["job_id"] for j in out["jobs"]))
     report = wait_until_settled(slurm_env, run_dir, expect={"cancelled": 2})
-    assert any("embedding job" in p and "high_medium" in p for p in report["problems"]), report["problems"]
+    assert any("embedding job" in p and "(embed) ended" in p for p in report["problems"]), report["problems"]
     assert not (run_dir / "results").exists() or not list((run_dir / "results").glob("*.json"))

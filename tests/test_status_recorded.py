@@ -119,3 +119,24 @@ def test_with_accounting_a_task_missing_from_a_known_array_was_cancelled_before_
     assert report.accounting is True
     assert states(report) == {runs[0]: "completed", runs[1]: "failed", runs[2]: "timeout", runs[3]: "cancelled"}
     assert report.configurations[3].scheduler_state.startswith("CANCELLED before it started")
+
+
+def test_a_failed_task_of_the_extraction_array_is_named_with_its_clips(small_data, tmp_path, monkeypatch):
+    sweep = write_sweep(tmp_path, modes='["linear"]', ratios="[0.0]", seeds="[1]",
+                        datasets='[[datasets]]\nname = "high_medium"\ntiers = ["high", "medium"]\n')
+    manifest = prepare(sweep, tmp_path / "run", small_data, None, dedupe=True, overrides={})
+    run_dir = manifest.run_dir
+    record_submission(run_dir, {"kind": "embed", "name": "embed", "job_id": EMBED, "array": True,
+                                "tasks": [["0:40"], ["40:74"]]})
+    task(run_dir, f"{EMBED}_0", ("success", {"clips": 40, "extracted": 40}))
+    task(run_dir, f"{EMBED}_1", ("error", "Traceback ... CacheError: the data changed since submit"))
+    run_dir.clips.mkdir()
+    run_dir.clip_index.write_text('{"clips": {' + ", ".join(f'"k{k}": ["s", {k}, {k + 1}]' for k in range(40)) + "}}")
+    fake_slurm(tmp_path / "bin", monkeypatch, squeue="", sacct=None)
+    report = status(run_dir.path, manifest)
+    assert {job.name: job.counts for job in report.jobs} == {"embed": {"completed": 1, "failed": 1}}
+    assert [p for p in report.problems if "embedding job" in p] == [
+        f"embedding job {EMBED} (embed task 1, clips 40:74) ended FAILED (accounting is off; from the task's own "
+        "files): its training arrays do not run; log "
+        f"{run_dir.submitit / f'{EMBED}_1' / f'{EMBED}_1_0_log.err'}"]
+    assert report.clips == {"stored": 40, "total": 74} and report.as_dict()["clips"] == report.clips

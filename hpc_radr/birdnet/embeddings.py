@@ -1,13 +1,19 @@
-"""Embedding extraction with BirdNET-Analyzer's own loader (audio reading, cropping, TFLite embeddings)."""
+"""Embedding extraction, clip by clip, with BirdNET-Analyzer's own per-file loader (audio reading, cropping,
+TFLite embeddings): the function its ``_load_training_data`` maps over every file of a class folder."""
 
 from __future__ import annotations
 
+import importlib
 import signal
+import time
+from dataclasses import dataclass
+from multiprocessing import Pool
 from pathlib import Path
+
+import numpy as np
 
 from hpc_radr.birdnet.model_files import ModelFiles
 from hpc_radr.birdnet.runtime import configure
-from hpc_radr.embedding_cache import Embeddings
 from hpc_radr.errors import HpcRadrError
 
 
@@ -15,26 +21,45 @@ class ExtractionError(HpcRadrError, RuntimeError):
     """Some clips gave no embedding (BirdNET only prints such errors and skips the file)."""
 
 
-def extract(folder: Path, model: ModelFiles, crop_mode: str, overlap: float, workers: int,
-            expected_files: int, positive_class: str) -> Embeddings:
-    """Embed every clip under ``folder`` (BirdNET class-folder layout) in ``workers`` processes."""
+@dataclass(frozen=True)
+class ClipEmbeddings:
+    """The rows one clip gives (several with crop mode "segments"), and the CPU-seconds its worker spent on it."""
+
+    x: np.ndarray  # (rows, 1024) float32; (0,) when BirdNET gave none
+    cpu_s: float
+
+
+def _embed_one(path: str, config: dict) -> tuple[np.ndarray, float]:
+    """In a pool worker: BirdNET's loader on one file, timed in that worker's CPU time."""
+    utils = importlib.import_module("birdnet_analyzer.train.utils")  # looked up per call: its module, not a copy
+    started = time.process_time()
+    rows, _ = utils._load_audio_file(path, np.zeros((1,), dtype="float32"), config)
+    # the expression _load_training_data applies to its rows: the same float32 values
+    return np.array(rows, dtype="float32"), time.process_time() - started
+
+
+def extract_clips(paths: list[Path], model: ModelFiles, crop_mode: str, overlap: float,
+                  workers: int) -> list[ClipEmbeddings]:
+    """Embed ``paths`` in ``workers`` processes, in order, one result per path.
+
+    A clip's embeddings depend only on its audio and the settings (BirdNET embeds every crop on its own, batch
+    size 1, one TFLite thread), so which process or batch extracts a clip does not change its rows."""
     import birdnet_analyzer.config as cfg
-    from birdnet_analyzer.train.utils import _load_training_data
 
     configure(model, crop_mode, overlap, workers)
-    cfg.TRAIN_DATA_PATH = str(folder)
-    cfg.TEST_DATA_PATH = None
-    # BirdNET forks a Pool and ends it with SIGTERM; submitit's job handler (inherited by the fork)
-    # ignores SIGTERM, which left the pool hanging. Forked workers get the default handler instead.
+    config = cfg.get_config()
+    # BirdNET's own pool is forked and ended with SIGTERM like this one; submitit's job handler (inherited by the
+    # fork) ignores SIGTERM, which left the pool hanging. Forked workers get the default handler instead.
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        x, y, _, _, labels = _load_training_data(cache_mode=None)
+        with Pool(max(1, workers)) as pool:
+            found = pool.starmap(_embed_one, [(str(path), config) for path in paths], chunksize=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if not cfg.BINARY_CLASSIFICATION or labels != [positive_class]:
-        raise ExtractionError(f"{folder}: expected one class '{positive_class}' plus non-events, BirdNET saw {labels}")
-    one_per_file = crop_mode in ("center", "first")
-    if one_per_file and len(x) != expected_files:
-        raise ExtractionError(f"{folder}: {expected_files - len(x)} of {expected_files} clips gave no embedding; "
-                              "BirdNET's messages above name them")
-    return Embeddings(x, y, list(labels))
+    clips = [ClipEmbeddings(x, cpu_s) for x, cpu_s in found]
+    if crop_mode in ("center", "first"):
+        failed = [str(path) for path, clip in zip(paths, clips, strict=True) if len(clip.x) != 1]
+        if failed:
+            raise ExtractionError(f"{len(failed)} of {len(paths)} clips gave no embedding ({', '.join(failed[:5])}"
+                                  f"{', ...' if len(failed) > 5 else ''}); BirdNET's messages above say why")
+    return clips

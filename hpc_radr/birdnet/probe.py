@@ -1,6 +1,7 @@
 """The probe behind `plan --estimate`: a short measurement on the user's own clips and at the sweep's own sizes.
 
-It extracts a sample of the sweep's clips with BirdNET's loader, then times three short fits of BirdNET's own
+It extracts a sample of the sweep's clips with BirdNET's loader in two calls of different sizes (so that a
+call's start-up and the cost per clip come apart), then times three short fits of BirdNET's own
 training (2, 2 and 4 epochs at a quarter of and at the largest number of samples an epoch of the sweep sees) on
 embeddings drawn so that the classes overlap, which fixes the three terms of ``estimate.RunCost``. About half a
 minute at the demo's size, most of it TensorFlow's import; nothing is written outside a temporary folder.
@@ -19,12 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from hpc_radr.birdnet.model_files import ModelFiles
-from hpc_radr.datasets import EmbeddingUnit, materialize
 from hpc_radr.embedding_cache import Embeddings
-from hpc_radr.estimate import Calibration, fit_run_cost
+from hpc_radr.estimate import Calibration, fit_extraction, fit_run_cost
 from hpc_radr.sweep import Configuration, TrainingSettings
 
-SAMPLE_CLIPS = 24
+SAMPLE_CLIPS = 32
 MAX_PROBE_SAMPLES = 20_000  # the fits stop growing here; the model carries the rest (it is linear in samples)
 FITS = ((0.25, 2), (1.0, 2), (1.0, 4))  # (share of the largest epoch, epochs)
 
@@ -55,9 +55,9 @@ def _drawn(rng: np.random.Generator, n: int, positives: int, dims: int = 1024) -
     return Embeddings(x, y, ["probe"])
 
 
-def probe(positives: list[Path], negatives: list[Path], model: ModelFiles, settings: TrainingSettings,
-          largest_epoch: int, workers: int, threads: int) -> Calibration:
-    """Measure extraction on a sample of ``positives``/``negatives`` and training at up to ``largest_epoch``
+def probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, largest_epoch: int, workers: int,
+          threads: int) -> Calibration:
+    """Measure extraction on a sample of ``clips`` and training at up to ``largest_epoch``
     samples per epoch (the sweep's largest run), with the sweep's batch size and learning rate; extraction with
     ``workers`` processes and training with ``threads``, as the sweep's tasks will. Must run before anything
     else in the process imports TensorFlow (its threads are set at import)."""
@@ -68,25 +68,26 @@ def probe(positives: list[Path], negatives: list[Path], model: ModelFiles, setti
         runtime.limit_threads(threads)  # imports TensorFlow: part of the import a task pays
         runtime.import_birdnet()
         import_s = time.perf_counter() - started
-        return _probe(positives, negatives, model, settings, largest_epoch, workers, threads, import_s)
+        return _probe(clips, model, settings, largest_epoch, workers, threads, import_s)
 
 
-def _probe(positives: list[Path], negatives: list[Path], model: ModelFiles, settings: TrainingSettings,
-           largest_epoch: int, workers: int, threads: int, import_s: float) -> Calibration:
+def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, largest_epoch: int, workers: int,
+           threads: int, import_s: float) -> Calibration:
     """``probe`` once TensorFlow is imported, its printing caught (per fit, per export)."""
     from hpc_radr.birdnet import runtime, training
-    from hpc_radr.birdnet.embeddings import extract
+    from hpc_radr.birdnet.embeddings import extract_clips
 
     runtime.configure(model, settings.crop_mode, settings.overlap, workers)
-    sample = EmbeddingUnit("probe", tuple(sample_files(positives, SAMPLE_CLIPS // 2)),
-                           tuple(sample_files(negatives, SAMPLE_CLIPS - SAMPLE_CLIPS // 2)))
-    clips = len(sample.positives) + len(sample.negatives)
-    with tempfile.TemporaryDirectory(prefix="hpc-radr-probe-") as scratch:
-        folder = materialize(sample, "probe", "noise", Path(scratch))
+    sample = sample_files(clips, SAMPLE_CLIPS)
+    calls = [sample[:len(sample) // 4], sample[len(sample) // 4:]]  # two sizes: start-up apart from per clip
+    sizes, cpu, wall = [], [], []
+    for paths in calls:
         started, cpu_started = time.perf_counter(), _cpu_seconds()
-        extract(folder, model, settings.crop_mode, settings.overlap, workers, clips, "probe")
-        extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
-
+        extract_clips(paths, model, settings.crop_mode, settings.overlap, workers)
+        sizes.append(len(paths))
+        wall.append(time.perf_counter() - started)
+        cpu.append(_cpu_seconds() - cpu_started)
+    with tempfile.TemporaryDirectory(prefix="hpc-radr-probe-") as scratch:
         rng = np.random.default_rng(0)
         fit_settings = settings.model_copy(update={"evaluation": "held_out"})
         test = _drawn(rng, 100, 20)
@@ -108,9 +109,9 @@ def _probe(positives: list[Path], negatives: list[Path], model: ModelFiles, sett
     run_cpu, _ = fit_run_cost(epochs, samples, cpus)
     return Calibration(
         source="probe",
-        described=(f"a probe on this data: {clips} clips extracted, 3 short fits of up to {largest} samples per "
+        described=(f"a probe on this data: {len(sample)} clips extracted, 3 short fits of up to {largest} samples per "
                    f"epoch, extraction on {workers} CPUs, training on {threads}"),
-        clip_cpu_s=extract_cpu_s / clips, extraction_efficiency=min(1.0, extract_cpu_s / (extract_s * workers)),
-        import_s=import_s, run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=1.0,
+        **fit_extraction(sizes, cpu, wall, [workers, workers]), import_s=import_s, run_wall=run_wall,
+        run_cpu=run_cpu, epoch_fraction=1.0,
         spread=0.15,  # three fits cannot show their own spread; what the benchmark measured them to miss by
         runs=len(FITS))

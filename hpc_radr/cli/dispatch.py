@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from hpc_radr.cli.output import console, emit_json, fail, print_error
-from hpc_radr.job_plan import DEFAULT_THROTTLE, DEFAULTS, JobKind, SlurmOptions
+from hpc_radr.job_plan import DEFAULT_SHARD_CLIPS, DEFAULT_THROTTLE, DEFAULTS, JobKind, SlurmOptions
 from hpc_radr.job_plan import slurm_options as resolve
 
 
@@ -38,7 +38,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.
 _TRAIN, _EMBED, _COLLECT = DEFAULTS[JobKind.train], DEFAULTS[JobKind.embed], DEFAULTS[JobKind.collect]
 
 # The Slurm options of `submit`, `resubmit` and `scripts`, declared once: name -> (type with its option, default).
-# Training tasks take the plain names; embedding and collect jobs (CPU only) have their own.
+# Training tasks take the plain names; extraction and collect jobs (CPU only) have their own.
 SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "partition": (Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition of the training "
                                                      "tasks (and of the CPU-only jobs unless --cpu-partition).")],
@@ -52,17 +52,20 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per training task (minutes).")],
                  _TRAIN.time_min),
     "cpu_partition": (Annotated[str | None, typer.Option(
-        "--cpu-partition", help="Partition of the CPU-only jobs (embedding, collect) [default: --partition].")],
+        "--cpu-partition", help="Partition of the CPU-only jobs (extraction, collect) [default: --partition].")],
         None),
     "embed_partition": (Annotated[str | None, typer.Option(
-        "--embed-partition", help="Partition of the embedding jobs [default: --cpu-partition].")], None),
+        "--embed-partition", help="Partition of the extraction tasks [default: --cpu-partition].")], None),
     "embed_cpus": (Annotated[int, typer.Option("--embed-cpus", min=1,
-                                               help="CPUs per embedding job (one extraction worker each).")],
+                                               help="CPUs per extraction task (one extraction worker each).")],
                                                    _EMBED.cpus),
     "embed_mem_gb": (Annotated[float, typer.Option("--embed-mem-gb", min=0.5,
-                                                   help="Memory per embedding job in GB.")], _EMBED.mem_gb),
+                                                   help="Memory per extraction task in GB.")], _EMBED.mem_gb),
     "embed_time_min": (Annotated[int, typer.Option("--embed-time-min", min=1,
-                                                   help="Time limit per embedding job (minutes).")], _EMBED.time_min),
+                                                   help="Time limit per extraction task (minutes).")], _EMBED.time_min),
+    "embed_shard_clips": (Annotated[int, typer.Option(
+        "--embed-shard-clips", min=1, help="Clips per extraction task: a sweep with more distinct clips is "
+        "extracted by an array of tasks on Slurm, and by several workers locally.")], DEFAULT_SHARD_CLIPS),
     "collect_partition": (Annotated[str | None, typer.Option(
         "--collect-partition", help="Partition of the collect job [default: --cpu-partition].")], None),
     "collect_cpus": (Annotated[int, typer.Option("--collect-cpus", min=1, help="CPUs of the collect job.")],
@@ -75,7 +78,8 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "account": (Annotated[str | None, typer.Option("--account", help="Slurm account.")], None),
     "qos": (Annotated[str | None, typer.Option("--qos", help="Slurm QOS.")], None),
     "throttle": (Annotated[int, typer.Option("--array-parallelism", min=1,
-                                             help="At most this many training tasks at once, over all arrays.")],
+                                             help="At most this many training tasks at once, over all arrays (and "
+                                             "extraction tasks).")],
                  DEFAULT_THROTTLE),
     "runs_per_task": (Annotated[int | None, typer.Option(
         "--runs-per-task", min=1, help="Runs trained one after another by each array task [default: 1, more when "
@@ -182,8 +186,9 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
             console.print(f"run directory: {manifest.run_dir.path}\n{len(manifest.configurations)} configurations, "
                           f"{len(manifest.runs)} runs: {len(work.done_runs)} done, {len(work.pending_runs)} to run")
 
+    shard_clips = options.embed_shard_clips if options else DEFAULT_SHARD_CLIPS
     with _progress(as_json) as feed:
-        outcome = workflow.run_local(manifest, workers, force, feed, starting)
+        outcome = workflow.run_local(manifest, workers, force, feed, starting, shard_clips)
     if estimate is not None:
         workflow.keep_estimate(manifest, estimate)
     summary = {"run_dir": str(manifest.run_dir.path), "executor": "local", "trained": outcome.trained,

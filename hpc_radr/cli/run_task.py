@@ -16,18 +16,21 @@ def run_task(
     first_run: int | None = typer.Option(None, "--first-run", min=0,
                                          help="Position of the first of --run-count consecutive runs (array scripts)."),
     run_count: int = typer.Option(1, "--run-count", min=1, help="With --first-run: how many runs, up to the last."),
-    embed: list[str] = typer.Option([], "--embed", help="Build the embedding cache of this unit instead; repeatable."),
+    first_clip: int | None = typer.Option(None, "--first-clip", min=0,
+                                          help="Extract instead: position of the first of --clip-count consecutive "
+                                               "clips of the sweep's clip list (extraction scripts)."),
+    clip_count: int = typer.Option(1, "--clip-count", min=1, help="With --first-clip: how many clips, up to the last."),
     force: bool = typer.Option(False, "--force", help="Retrain even if a result exists."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="TensorFlow threads [default: CPUs given]."),
 ) -> None:
-    """Train the given configurations (or build embedding caches), writing one result file per run."""
+    """Train the given configurations (or extract clips into the clip store), writing one result file per run."""
     from hpc_radr import runner
     from hpc_radr.manifest import load
     from hpc_radr.run_dir import RunDir, RunDirError
 
     with user_errors():
-        if embed:
-            emit_json({"embedded": runner.embed(run_dir, embed)})
+        if first_clip is not None:
+            emit_json({"embedded": runner.embed(run_dir, [(first_clip, first_clip + clip_count)])})
             return
         manifest = load(RunDir(run_dir))
         run_ids = []
@@ -44,7 +47,7 @@ def run_task(
                 raise RunDirError(f"--first-run {first_run}: the manifest has runs 0-{len(manifest.runs) - 1}")
             run_ids += [c.run_id for c in manifest.runs[first_run:first_run + run_count]]
         if not run_ids:
-            raise RunDirError("nothing to do: give --index, --run, --first-run or --embed")
+            raise RunDirError("nothing to do: give --index, --run, --first-run or --first-clip")
         try:
             report = runner.train(run_dir, list(dict.fromkeys(run_ids)), force, threads)
         except runner.TaskFailed as err:

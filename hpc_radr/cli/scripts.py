@@ -46,7 +46,7 @@ def scripts(
     *,
     slurm: SlurmOptions,
 ) -> None:
-    """Write sbatch scripts (one embedding job per unit, training arrays, collect) and submit-all.sh.
+    """Write sbatch scripts (clip extraction, training arrays, collect) and submit-all.sh.
 
     Array task i of train-K.sbatch trains run i + OFFSET of the manifest (one run per task); submit-all.sh
     submits everything in order with the same dependencies as `hpc-radr submit`.
@@ -86,7 +86,7 @@ def scripts(
         return
     runs = len(manifest.runs)
     arrays = sum(name.startswith("train-") for name in rendered)
-    console.print(f"{manifest.sweep.name}: {len(manifest.units)} embedding jobs, {runs} runs in {arrays} "
+    console.print(f"{manifest.sweep.name}: 1 extraction job, {runs} runs in {arrays} "
                   f"training array{'s' * (arrays != 1)}, 1 collect job; scripts in {out}:", markup=False,
                   highlight=False)
     for path in written:

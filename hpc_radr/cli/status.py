@@ -64,6 +64,9 @@ def show(report) -> None:
     attention."""
     counts = ", ".join(f"{state} {n}" for state, n in report.counts.items())
     console.print(f"{report.run_dir}: {len(report.configurations)} configurations ({report.runs} runs): {counts}")
+    if report.clips and report.clips["stored"] < report.clips["total"]:
+        console.print(f"clips extracted: {report.clips['stored']} of {report.clips['total']} distinct clips of the "
+                      "sweep are in its clip store", markup=False, highlight=False)
     if report.accounting is False:
         console.print("Slurm accounting is off on this cluster: tasks that ended more than MinJobAge ago are known "
                       "from their own files (submitit/) and the result files", markup=False, highlight=False)

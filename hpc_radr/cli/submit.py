@@ -35,9 +35,10 @@ def submit(
 ) -> None:
     """Run the sweep's missing runs (each unique experiment once), one result file per run.
 
-    Locally it blocks with a progress bar; on Slurm it submits embedding jobs, a training array and a
-    collect job, and returns at once with their ids. With --estimate (or --calibrate-from) it also says what the
-    work will cost, and keeps the estimate in the run directory for the report to set against the actual cost.
+    Locally it blocks with a progress bar; on Slurm it submits the extraction job (an array of shards when the
+    sweep has many clips), the training arrays and a collect job, and returns at once with their ids. With
+    --estimate (or --calibrate-from) it also says what the work will cost, and keeps the estimate in the run
+    directory for the report to set against the actual cost.
     """
     from hpc_radr.submission import prepare
 

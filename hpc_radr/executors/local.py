@@ -2,8 +2,8 @@
 
 submitit's LocalExecutor starts every job at once, so ``workers`` jobs are started, each one process that
 trains runs one after another (TensorFlow is imported once per worker): every worker takes the next run no
-other worker has claimed yet, so they all end within about one run of each other. Embedding caches are built
-first, in one job that uses every core.
+other worker has claimed yet, so they all end within about one run of each other. The clips the clip store
+lacks are extracted first, their shards (as on Slurm) spread over at most ``workers`` jobs that share the cores.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import submitit
 
 from hpc_radr import runner
+from hpc_radr.clip_store import ClipStore
 from hpc_radr.errors import HpcRadrError
+from hpc_radr.job_plan import DEFAULT_SHARD_CLIPS, shards
 from hpc_radr.results import has_result
 from hpc_radr.submission import Work
 
@@ -46,23 +48,18 @@ def _wait(jobs: list, count_done: Callable[[], int], total: int, phase: str, pro
         progress(phase, count_done(), total)
 
 
-def run_local(work: Work, workers: int, force: bool = False, progress: Progress | None = None) -> LocalOutcome:
-    """Build missing caches, then train the pending runs with at most ``workers`` processes; block until done."""
+def run_local(work: Work, workers: int, force: bool = False, progress: Progress | None = None,
+              shard_clips: int = DEFAULT_SHARD_CLIPS) -> LocalOutcome:
+    """Extract the missing clips, then train the pending runs with at most ``workers`` processes; block until
+    done."""
     started = time.perf_counter()
     run_dir = work.manifest.run_dir
     executor = submitit.LocalExecutor(folder=run_dir.submitit / "local")
     executor.update_parameters(timeout_min=7 * 24 * 60)
     outcome = LocalOutcome(skipped=list(work.done_runs))
 
-    if work.missing_units:
-        job = executor.submit(runner.embed, run_dir.path, work.missing_units, runner.worker_cpus())
-        caches = [run_dir.cache_file(work.manifest.units[name].key) for name in work.missing_units]
-        _wait([job], lambda: sum(path.exists() for path in caches), len(caches), "embeddings", progress)
-        try:
-            job.result()
-        except submitit.core.utils.UncompletedJobError as err:  # failed, or ended without leaving its result
-            raise ExecutorError(f"embedding extraction failed; nothing was trained. Log: {job.paths.stderr}\n"
-                                f"{str(err).strip().splitlines()[-1]}") from None
+    if work.missing_clips:
+        _extract(work, workers, shard_clips, executor, progress)
 
     todo = list(work.pending_runs)
     if todo:
@@ -97,3 +94,22 @@ def run_local(work: Work, workers: int, force: bool = False, progress: Progress 
         (outcome.trained if has_result(run_dir, run_id) else outcome.failed).append(run_id)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _extract(work: Work, workers: int, shard_clips: int, executor: submitit.LocalExecutor,
+             progress: Progress | None) -> None:
+    """The missing clips' shards, dealt round-robin to at most ``workers`` jobs that share this machine's cores."""
+    run_dir = work.manifest.run_dir
+    _, ranges = shards(work.missing_clips, work.clip_count, shard_clips)
+    count = max(1, min(workers, len(ranges)))
+    cpus = max(1, runner.worker_cpus() // count)
+    store = ClipStore(run_dir)
+    before, total = len(store.index()), len(work.missing_clips)
+    jobs = [executor.submit(runner.embed, run_dir.path, ranges[k::count], cpus) for k in range(count)]
+    _wait(jobs, lambda: min(total, len(store.index()) - before), total, "embeddings", progress)
+    for job in jobs:
+        try:
+            job.result()
+        except submitit.core.utils.UncompletedJobError as err:  # failed, or ended without leaving its result
+            raise ExecutorError(f"embedding extraction failed; nothing was trained. Log: {job.paths.stderr}\n"
+                                f"{str(err).strip().splitlines()[-1]}") from None

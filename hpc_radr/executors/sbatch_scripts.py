@@ -2,9 +2,10 @@
 
 The scripts render the same job plan as ``hpc-radr submit`` (``hpc_radr.job_plan``), through the templates
 in ``sbatch_templates/`` (Python ``string.Template``; lines starting with ``##`` are template notes and are
-dropped): one embedding job per unit, the training arrays (array task i of the array whose first run is run
-OFFSET of the manifest trains runs OFFSET + i x K to OFFSET + i x K + K - 1, K runs per task), a collect job,
-and ``submit-all.sh`` that submits them in order with the plan's dependencies.
+dropped): the extraction job (an array when the sweep has more clips than one shard: task i extracts clips
+i x S to i x S + S - 1 of the sweep's clip list), the training arrays (array task i of the array whose first
+run is run OFFSET of the manifest trains runs OFFSET + i x K to OFFSET + i x K + K - 1, K runs per task), a
+collect job, and ``submit-all.sh`` that submits them in order with the plan's dependencies.
 
 Quoting: every value placed in a script goes through ``shlex.quote``. In ``#SBATCH`` lines, which sbatch
 parses itself (it honours single and double quotes, and a backslash escapes the next character even inside
@@ -22,6 +23,7 @@ from pathlib import Path
 from string import Template
 
 from hpc_radr.bundled import template
+from hpc_radr.clip_store import clip_keys, sweep_clips
 from hpc_radr.errors import HpcRadrError
 from hpc_radr.executors.slurm_site import DEFAULT_MAX_ARRAY_SIZE
 from hpc_radr.job_plan import (
@@ -31,11 +33,11 @@ from hpc_radr.job_plan import (
     PlannedJob,
     SlurmOptions,
     check_values,
+    clip_range,
     one_line,
     plan_jobs,
 )
 from hpc_radr.manifest import Manifest
-from hpc_radr.sweep import slug
 
 SUBMIT_ALL = "submit-all.sh"
 _FLAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
@@ -119,21 +121,32 @@ def _offset(job: PlannedJob, positions: dict[str, int], per_task: int) -> int:
     return runs[0]
 
 
+def _first_clip(job: PlannedJob, per_task: int) -> int:
+    """The first clip of the extraction array; its tasks must hold consecutive ranges of ``per_task`` clips
+    (the last one fewer), which is what the template's arithmetic assumes."""
+    ranges = [clip_range(task) for task in job.tasks]
+    if any(stop - start != per_task for start, stop in ranges[:-1]) or \
+            any(ranges[k][1] != ranges[k + 1][0] for k in range(len(ranges) - 1)):
+        raise PlanError(f"{job.name}: its clip ranges are not consecutive; sbatch scripts cannot name them")
+    return ranges[0][0]
+
+
 def render_scripts(manifest: Manifest, options: SlurmOptions, hpc_radr_command: list[str] | None = None,
                    max_array: int = DEFAULT_MAX_ARRAY_SIZE, submit_limit: int | None = None) -> dict[str, str]:
-    """File name -> text: ``embed-<unit>.sbatch`` per unit, ``train-<k>.sbatch`` per array, ``collect.sbatch``
-    and ``submit-all.sh``, in submission order: every unit and every run of the manifest (a task skips runs
-    that already have a result)."""
+    """File name -> text: ``embed.sbatch``, ``train-<k>.sbatch`` per array, ``collect.sbatch`` and
+    ``submit-all.sh``, in submission order: every clip and every run of the manifest (a task skips clips already
+    in the clip store and runs that already have a result)."""
     run_dir = manifest.run_dir.path.resolve()
     check_values(str(run_dir), options)
-    plan = plan_jobs(manifest.sweep.name, list(manifest.units), [c.run_id for c in manifest.runs], options,
+    clips = len(sweep_clips(manifest, clip_keys(manifest)))
+    plan = plan_jobs(manifest.sweep.name, list(range(clips)), clips, [c.run_id for c in manifest.runs], options,
                      max_array, submit_limit)
     return render_plan(plan, manifest, run_dir, hpc_radr_command)
 
 
 def script_name(job: PlannedJob) -> str:
     if job.kind is JobKind.embed:
-        return f"embed-{slug(job.tasks[0][0])}.sbatch"
+        return "embed.sbatch"
     if job.kind is JobKind.train:
         return f"train-{job.name.split(':')[1]}.sbatch"
     return "collect.sbatch"
@@ -151,9 +164,10 @@ def render_plan(plan: JobPlan, manifest: Manifest, run_dir: Path,
     for job in plan.jobs:
         file = script_name(job)
         if job.kind is JobKind.embed:
-            unit = job.tasks[0][0]
-            sbatch = _sbatch_lines(plan, job, run_dir, f"slurm-embed-{slug(unit)}-%j")
-            scripts[file] = _fill("embed.sbatch", sbatch=sbatch, unit=shell("embedding unit", unit), **common)
+            sbatch = _sbatch_lines(plan, job, run_dir, "slurm-embed-%A_%a" if job.is_array else "slurm-embed-%j")
+            offset = _first_clip(job, plan.clips_per_task)
+            scripts[file] = _fill("embed.sbatch", sbatch=sbatch, offset=shell("clip offset", offset),
+                                  per_task=shell("clips per task", plan.clips_per_task), **common)
         elif job.kind is JobKind.train:
             sbatch = _sbatch_lines(plan, job, run_dir, f"slurm-{file.removesuffix('.sbatch')}-%A_%a")
             offset = _offset(job, positions, plan.runs_per_task)
@@ -171,7 +185,7 @@ def _submit_all(plan: JobPlan, run_dir: Path) -> str:
         "#!/usr/bin/env bash",
         "# hpc-radr: submit the sbatch scripts of this folder in order (rendered by `hpc-radr scripts`) for",
         f"# sweep {shell('sweep name', plan.sweep)} in run directory {shell('run directory', run_dir)}.",
-        "# Embedding jobs first; the training arrays start once every embedding job succeeded (afterok;",
+        "# The extraction job first; the training arrays start once every extraction task succeeded (afterok;",
         "# kill-on-invalid-dep=yes cancels them if one failed), an array after the one before it in its lane",
         "# (afterany, so the throttle holds for the whole sweep); collect runs when all arrays ended (afterany).",
         "set -euo pipefail",

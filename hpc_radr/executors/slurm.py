@@ -1,7 +1,8 @@
 """A job plan rendered and submitted through submitit: one executor per planned job, arrays by ``batch()``.
 
-Array task k of an array trains the k-th entry of that array's task list, recorded in ``submissions.jsonl`` so
-that status and resubmit can map Slurm's tasks back to runs. ``submit`` returns at once; nothing waits for jobs.
+Array task k of an array trains (or extracts) the k-th entry of that array's task list, recorded in
+``submissions.jsonl`` so that status and resubmit can map Slurm's tasks back to runs. ``submit`` returns at
+once; nothing waits for jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import submitit
 
 from hpc_radr import runner
 from hpc_radr.errors import HpcRadrError
-from hpc_radr.job_plan import OPTIONS, JobKind, JobPlan, PlannedJob
+from hpc_radr.job_plan import OPTIONS, JobKind, JobPlan, PlannedJob, clip_range
 
 # Seconds before the time limit at which Slurm signals a task, so submitit can requeue it.
 SIGNAL_DELAY_S = 120
@@ -100,7 +101,7 @@ def rejection(job: PlannedJob, slurm_says: str) -> str:
 
 def _calls(job: PlannedJob, run_dir: Path, force: bool) -> list[tuple]:
     if job.kind is JobKind.embed:
-        return [(runner.embed, run_dir, list(job.tasks[0]), None)]
+        return [(runner.embed, run_dir, [clip_range(task)], None) for task in job.tasks]
     if job.kind is JobKind.train:
         return [(runner.TrainTask(), run_dir, list(run_ids), force, job.resources.cpus) for run_ids in job.tasks]
     return [(runner.collect_task, run_dir)]
