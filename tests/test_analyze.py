@@ -49,23 +49,23 @@ def classifier(trained_run, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def analyzed(trained_run, classifier, tmp_path_factory):
-    """The run directory's materialized test clips analyzed by BirdNET with the exported classifier."""
+def analyzed(small_data, classifier, tmp_path_factory):
+    """The sweep's test clips (the data source's test/ folder) analyzed by BirdNET with the exported classifier."""
     package = Path(importlib.util.find_spec("birdnet_analyzer").submodule_search_locations[0])
     before = snapshot(package), snapshot(classifier)
     out = tmp_path_factory.mktemp("analysis") / "results"
-    done = subprocess.run(analyze_command(trained_run / "data" / "test", "--classifier", classifier, "--out", out,
+    done = subprocess.run(analyze_command(small_data / "test", "--classifier", classifier, "--out", out,
                                           "--min-conf", 0, "--combine", "--json"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return out, json.loads(done.stdout), (package, classifier, before)
 
 
-def test_confidences_equal_the_runs_own_test_scores(trained_run, classifier, analyzed):
+def test_confidences_equal_the_runs_own_test_scores(trained_run, small_data, classifier, analyzed):
     out, summary, _ = analyzed
     card = json.loads((classifier / "model_card.json").read_text())
     scores = run_scores(read_result(RunDir(trained_run), card["exported_run"]["run_id"]).record)
-    test = trained_run / "data" / "test"
+    test = small_data / "test"
     # the test cache's order: BirdNET's class folders sorted, then the files of each sorted by name
     clips = [test / label / name for label in sorted(os.listdir(test)) for name in sorted(os.listdir(test / label))]
     assert len(clips) == len(scores.test) == summary["files"] == summary["detections"] == 32
@@ -101,9 +101,9 @@ def test_analysis_writes_only_into_its_output_folder(analyzed):
     assert params[1][params[0].index("Custom classifier path")] == str(next(classifier.glob("*.tflite")))
 
 
-def test_bad_input_is_refused_before_birdnet_loads(trained_run, classifier, tmp_path):
+def test_bad_input_is_refused_before_birdnet_loads(small_data, classifier, tmp_path):
     out = tmp_path / "out"
-    audio = trained_run / "data" / "test"
+    audio = small_data / "test"
 
     def refused(folder: Path, words: str, *paths: Path) -> None:
         result = CliRunner().invoke(app, ["analyze", *map(str, paths or [audio]), "--classifier", str(folder),
@@ -145,13 +145,13 @@ def test_bad_input_is_refused_before_birdnet_loads(trained_run, classifier, tmp_
     assert_refused(result.exit_code, result.stderr, inside, "write the results elsewhere")
 
 
-def test_audio_birdnet_cannot_decode_names_the_file_and_leaves_nothing(trained_run, classifier, tmp_path):
+def test_audio_birdnet_cannot_decode_names_the_file_and_leaves_nothing(small_data, classifier, tmp_path):
     """An mp3 (no header check possible before decoding) that BirdNET fails on: the whole analysis is undone."""
     junk = tmp_path / "audio" / "junk.mp3"
     junk.parent.mkdir()
     junk.write_bytes(bytes(range(256)) * 20)
     out = tmp_path / "out"
-    done = subprocess.run(analyze_command(trained_run / "data" / "test" / "RADR", junk, "--classifier", classifier,
+    done = subprocess.run(analyze_command(small_data / "test" / "RADR", junk, "--classifier", classifier,
                                           "--out", out, "--threads", 1),
                           capture_output=True, text=True, timeout=300)
     assert_refused(done.returncode, done.stderr, out, f"{junk}: BirdNET cannot analyze this audio file")
