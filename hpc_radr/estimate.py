@@ -358,3 +358,12 @@ def estimate_against_actual(manifest: Manifest) -> dict | None:
     if actual is None and estimated is None:
         return None
     return {"estimated": estimated, "actual": actual}
+
+
+def readable_hours(value: float | None) -> str:
+    """Hours readable at every size: seconds below a minute, minutes below an hour; "-" when unknown."""
+    if value is None or math.isnan(value):
+        return "-"
+    if value < 1 / 60:
+        return f"{value * 3600:.0f} s"
+    return f"{value * 60:.1f} min" if value < 1 else f"{value:.2f} h"

@@ -171,7 +171,7 @@ def run(manifest, executor: ExecutorName, workers: int, force: bool, dry_run: bo
     from hpc_radr import workflow
 
     if estimate is not None and not as_json:
-        from hpc_radr.cli.plan import print_estimate
+        from hpc_radr.cli.cost import print_estimate
 
         print_estimate(estimate)
     if executor is ExecutorName.slurm:

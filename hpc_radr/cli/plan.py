@@ -94,37 +94,9 @@ def _estimate(sweep: Path | None, literal: bool, calibrate_from: Path | None, da
     if as_json:
         emit_json(found.as_json())
         return
+    from hpc_radr.cli.cost import print_estimate
+
     print_estimate(found)
-
-
-def hours(value: float) -> str:
-    """Hours readable at every size: seconds below a minute, minutes below an hour."""
-    if value < 1 / 60:
-        return f"{value * 3600:.0f} s"
-    return f"{value * 60:.1f} min" if value < 1 else f"{value:.2f} h"
-
-
-def print_estimate(found: Estimate) -> None:
-    """The estimate as a table per job kind, then the totals, the calibration and its uncertainty."""
-    capacity = found.capacity
-    where = (f"locally, {capacity.train_lanes} workers" if capacity.executor == "local" else
-             f"on Slurm, at most {capacity.train_lanes} training tasks at once, {capacity.train_cpus} CPUs and "
-             f"{capacity.train_gpus} GPUs per task, {capacity.runs_per_task} runs per task")
-    table = Table(title=f"estimate: {found.runs} runs, {found.clips} clips to extract, {where}")
-    for column in ("job kind", "tasks", "CPU-hours used", "core-hours held", "GPU-hours held", "longest task",
-                   "phase wall time"):
-        table.add_column(column)
-    for kind in found.kinds:
-        table.add_row(kind.kind, str(kind.tasks), f"{kind.cpu_hours:.3f}", f"{kind.core_hours:.3f}",
-                      f"{kind.gpu_hours:.3f}", hours(kind.task_hours_max), hours(kind.wall_hours))
-    console.print(table)
-    spread = f"+-{found.uncertainty:.0%}"
-    lines = [f"total: {found.cpu_hours:.3f} CPU-hours, {found.gpu_hours:.3f} GPU-hours, wall time "
-             f"{hours(found.wall_hours)} ({spread}; queue waits not included)",
-             f"calibrated by {found.calibration.described}"]
-    lines += [f"note: {note}" for note in found.notes]
-    for line in lines:
-        console.print(line, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

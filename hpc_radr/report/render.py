@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from hpc_radr.collect import SUMMARY_METRICS
+from hpc_radr.estimate import readable_hours
 from hpc_radr.report.analysis import (
     CONFIDENCE,
     MAX_SEEDS_SHOWN,
@@ -277,12 +278,6 @@ def _summary(doc: Document, analysis: Analysis) -> None:
     doc.table(["dataset", "mode", "ratio", "focal", "n", *SUMMARY_METRICS], rows)
 
 
-def _hours(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value * 60:.1f} min" if value < 1 else f"{value:.2f} h"
-
-
 def _cost(doc: Document, analysis: Analysis) -> None:
     """What the sweep cost, beside what `submit --estimate` said it would."""
     cost = analysis.provenance.get("cost")
@@ -302,8 +297,8 @@ def _cost(doc: Document, analysis: Analysis) -> None:
     total = actual["total_cpu_hours"]
     rows.append(["CPU-hours, all", "-" if estimated is None else f"{estimated['cpu_hours']:.3f}",
                  "-" if total is None else f"{total:.3f}"])
-    rows.append(["wall time", "-" if estimated is None else _hours(estimated["wall_hours"]),
-                 _hours(actual["wall_hours"])])
+    rows.append(["wall time", "-" if estimated is None else readable_hours(estimated["wall_hours"]),
+                 readable_hours(actual["wall_hours"])])
     if estimated is None:
         doc.paragraph("CPU-hours the recorded timings account for (extraction, training runs, each training "
                       "process' import) and the wall time from the first extraction to the last result. No "
