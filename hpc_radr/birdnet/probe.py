@@ -80,6 +80,9 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
     runtime.configure(model, settings.crop_mode, settings.overlap, workers)
     sample = sample_files(clips, SAMPLE_CLIPS)
     calls = [sample[:len(sample) // 4], sample[len(sample) // 4:]]  # two sizes: start-up apart from per clip
+    # Unmeasured: librosa's JIT compiles into its cache on a machine's first extraction, in every worker of
+    # whichever call comes first; that one-time cost would otherwise be read as a per-clip cost.
+    extract_clips(sample[:max(1, workers)], model, settings.crop_mode, settings.overlap, workers)
     sizes, cpu, wall = [], [], []
     for paths in calls:
         started, cpu_started = time.perf_counter(), _cpu_seconds()
