@@ -5,7 +5,7 @@ same configurations, runs, data and model. Written once, at submit (``freeze``);
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hpc_radr.atomic import write_atomic, write_json
 from hpc_radr.latest import point_latest
 from hpc_radr.run_dir import RunDir, RunDirError
-from hpc_radr.sweep import Configuration, Sweep, parse_sweep, unique_runs
+from hpc_radr.sweep import Configuration, Sweep, parse_sweep, unique_runs, with_analysis
 
 if TYPE_CHECKING:
     from hpc_radr.birdnet.model_files import ModelFiles
@@ -70,11 +70,14 @@ class Manifest:
 
     record: ManifestRecord
     run_dir: RunDir
+    # [analysis] settings given after the sweep (``report --precision-target 0.8``), over the sweep file's: only
+    # for this reading, never written to manifest.json (see ``with_targets``)
+    analysis_overrides: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @cached_property
     def sweep(self) -> Sweep:
         sweep = parse_sweep(self.record.sweep_text, str(self.run_dir.path / "sweep.toml"))
-        return apply_overrides(sweep, self.record.overrides)
+        return with_analysis(apply_overrides(sweep, self.record.overrides), self.analysis_overrides)
 
     @property
     def configurations(self) -> list[Configuration]:
@@ -112,6 +115,19 @@ def apply_overrides(sweep: Sweep, overrides: dict) -> Sweep:
     if not overrides:
         return sweep
     return sweep.model_copy(update={"training": sweep.training.model_copy(update=overrides)})
+
+
+def with_targets(manifest: Manifest, precision_targets: list[float] | None = None,
+                 recall_targets: list[float] | None = None) -> Manifest:
+    """The manifest read with other operating-point targets than its sweep file's (None or empty: the file's).
+    Each result keeps its per-clip scores, so targets chosen after the sweep need no retraining; a bad target
+    raises SweepError here, before any result is read."""
+    changes = {name: list(values) for name, values in (("precision_targets", precision_targets),
+                                                         ("recall_targets", recall_targets)) if values}
+    if not changes:
+        return manifest
+    with_analysis(manifest.sweep, changes)  # raises on a bad target now, before any result is read
+    return replace(manifest, analysis_overrides={**manifest.analysis_overrides, **changes})
 
 
 def freeze(manifest: Manifest) -> Manifest:

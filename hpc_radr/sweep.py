@@ -239,6 +239,20 @@ def _describe(error: dict) -> str:
     return f"{location}: {message}{shown}"
 
 
+def with_analysis(sweep: Sweep, changes: dict) -> Sweep:
+    """The sweep with some ``[analysis]`` settings replaced after the fact (``report --precision-target``):
+    validated as in a sweep file, and a bad value is one line that names the setting and what is allowed."""
+    if not changes:
+        return sweep
+    try:
+        analysis = AnalysisSettings.model_validate(sweep.analysis.model_dump() | changes)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in err.errors())
+        raise SweepError(f"invalid analysis setting: {problems}") from None
+    return sweep.model_copy(update={"analysis": analysis})
+
+
 def parse_sweep(text: str, origin: str) -> Sweep:
     """Validate sweep TOML text; ``origin`` names its file in error messages."""
     try:

@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from hpc_radr.atomic import plain
 from hpc_radr.cli.output import console, emit_json, print_warning, user_errors
-from hpc_radr.cli.report import show_answer
+from hpc_radr.cli.report import PRECISION_TARGETS, RECALL_TARGETS, show_answer
 
 
 def show_summary(summary) -> None:
@@ -28,20 +29,22 @@ def show_summary(summary) -> None:
 def collect(
     run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
     as_json: bool = typer.Option(False, "--json",
-                                 help="Rows, summary, and the report's answer, effects and warnings as JSON."),
+                                 help="Rows, summary, and the report's answer, comparisons and warnings as JSON."),
+    precision_targets: list[float] | None = PRECISION_TARGETS,
+    recall_targets: list[float] | None = RECALL_TARGETS,
 ) -> None:
     """Merge per-run results (one row per configuration) and summarize over seeds; missing runs are listed.
     Then bring the report (effects of each remedy, rankings, figures, warnings) in RUN_DIR/report/ up to date:
     it is built again only when the results, the skipped files or the manifest changed."""
     from hpc_radr.collect import collect as collect_results
     from hpc_radr.latest import resolve_run_dir
-    from hpc_radr.manifest import load
+    from hpc_radr.manifest import load, with_targets
     from hpc_radr.report import update_report
     from hpc_radr.submission import sweep_drift
 
     with user_errors():
         run = resolve_run_dir(run_dir)
-        manifest = load(run)
+        manifest = with_targets(load(run), precision_targets, recall_targets)
         found = collect_results(run.path, manifest)
         report = update_report(manifest, found.table, found.problems)
         drift = sweep_drift(manifest)
@@ -49,11 +52,13 @@ def collect(
         print_warning(drift)
     content = report.as_dict()
     if as_json:
-        emit_json({"files": found.files, "missing": found.missing, "failed": found.failed,
-                   "problems": found.problems, "rows": found.table.to_dict(orient="records"),
-                   "summary": found.summary.to_dict(orient="records"), "report": content["html"],
-                   "report_rebuilt": report.rebuilt, "answer": content["answer"], "effects": content["effects"],
-                   "warnings": content["warnings"]})
+        # NaN (a missing run's metrics, a result without scores) as null: strict JSON, as report --json writes
+        emit_json(plain({"files": found.files, "missing": found.missing, "failed": found.failed,
+                         "problems": found.problems, "rows": found.table.to_dict(orient="records"),
+                         "summary": found.summary.to_dict(orient="records"), "report": content["html"],
+                         "report_rebuilt": report.rebuilt, "answer": content["answer"],
+                         "effects": content["effects"], "focal": content["focal"], "datasets": content["datasets"],
+                         "warnings": content["warnings"]}, nan_as_null=True))
         return
     if not found.summary.empty:
         show_summary(found.summary)

@@ -33,7 +33,7 @@ def demo(
     try:
         dispatch.run(manifest, dispatch.ExecutorName.local, workers, False, False, False, None)
     finally:
-        collect.collect(run_dir=run_dir, as_json=False)
+        collect.collect(run_dir=run_dir, as_json=False, precision_targets=None, recall_targets=None)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,14 @@ from hpc_radr.cli.output import console, emit_json, user_errors
 # Warnings about how the sweep ran, not what its numbers mean: printed in full, not only counted.
 LOUD = ("unused_gpu",)
 
+# Shared by `report` and `collect`: operating points recomputed from the kept per-clip scores, no retraining.
+PRECISION_TARGETS = typer.Option(None, "--precision-target", metavar="P",
+                                 help="Report recall at precision >= P instead of the sweep file's [analysis] "
+                                      "precision_targets (0 < P < 1; repeat for several).")
+RECALL_TARGETS = typer.Option(None, "--recall-target", metavar="R",
+                              help="Report precision at recall >= R instead of the sweep file's [analysis] "
+                                   "recall_targets (0 < R < 1; repeat for several).")
+
 
 def show_answer(content: dict) -> None:
     """The answer per dataset in a few lines, then where the whole report is (``content``: report.json)."""
@@ -38,14 +46,19 @@ def show_answer(content: dict) -> None:
 def report(
     run_dir: Path | None = typer.Argument(None, help="Run directory [default: runs/latest]."),
     as_json: bool = typer.Option(False, "--json", help="Answer, effects, rankings and warnings as JSON."),
+    precision_targets: list[float] | None = PRECISION_TARGETS,
+    recall_targets: list[float] | None = RECALL_TARGETS,
 ) -> None:
     """Write RUN_DIR/report/ (report.html with embedded figures, report.md, PNG figures, CSV and JSON tables):
     effects of each remedy against the baseline, paired by seed, with 95% intervals, rankings and warnings."""
     from hpc_radr.latest import resolve_run_dir
+    from hpc_radr.manifest import load, with_targets
     from hpc_radr.report import build_report
 
     with user_errors():
-        built = build_report(resolve_run_dir(run_dir).path)
+        run = resolve_run_dir(run_dir)
+        manifest = with_targets(load(run), precision_targets, recall_targets)
+        built = build_report(run.path, manifest=manifest)
     content = built.as_dict()
     if as_json:
         emit_json(content)

@@ -90,6 +90,7 @@ def fingerprint(manifest: Manifest, table: pd.DataFrame, problems: list[str]) ->
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
     digest.update(manifest.run_dir.manifest.read_bytes())
+    digest.update(manifest.sweep.analysis.model_dump_json().encode())  # targets may be given after the sweep
     digest.update(json.dumps([list(map(str, table.columns)), [str(t) for t in table.dtypes], problems]).encode())
     digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
     return digest.hexdigest()

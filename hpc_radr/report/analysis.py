@@ -5,8 +5,9 @@ every mode at 0.0 are one experiment: they are counted once, under the mode ``no
 Every comparison pairs runs by seed (same seed, same validation split and initial weights), and gives the
 mean difference with a 95 % t-interval over seeds; with fewer than two seeds no interval exists.
 
-Remedies against the baseline also get a paired bootstrap interval over test clips and seeds
-(``report.bootstrap``) and a p-value, adjusted over every comparison the verdicts use (``report.multiplicity``).
+Every comparison also gets a paired bootstrap interval over test clips and seeds (``report.bootstrap``) and a
+p-value adjusted over its family (``report.multiplicity``): remedies against the baseline, the family the
+verdicts use; focal loss on vs off; dataset vs dataset (no verdicts, so families of their own).
 The verdict separates a better detector (AUPRC, or recall at a fixed precision with the threshold chosen on
 validation data, raised) from a moved threshold (recall at BirdNET's 0.5 raised, with neither of those).
 Results without per-clip scores (written by an earlier version) fall back to a t-test over seeds for the
@@ -86,6 +87,7 @@ class Analysis:
     provenance: dict
     seeds_configured: int
     dataset_order: list[str]
+    resamples: int | None  # bootstrap resamples shared by every comparison; None: no run kept per-clip scores
 
 
 def label(mode: str, ratio: float, focal: bool) -> str:
@@ -169,15 +171,6 @@ def _select(frame: pd.DataFrame, **values: object) -> pd.DataFrame:
     return frame[mask]
 
 
-def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame, metrics: list[str]) -> list[dict]:
-    """left minus right, paired by seed, one row per metric."""
-    pairs = left.merge(right, on="seed", suffixes=("", "_ref"))
-    seeds = sorted(int(s) for s in pairs["seed"])
-    return [{**key, "metric": metric, "seeds": seeds,
-             **interval((pairs[metric] - pairs[f"{metric}_ref"]).to_numpy(dtype=float))}
-            for metric in metrics]
-
-
 @dataclass
 class _Resampling:
     """What the bootstrap needs: the runs' kept scores and the shared resamples (None: no run kept scores)."""
@@ -193,6 +186,29 @@ class _Resampling:
                     "p_source": "no per-clip scores"}
         return self.bootstrap.paired([(a, self.scores[a]) for a, _ in runs],
                                      [(b, self.scores[b]) for _, b in runs], metric)
+
+
+def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame, metrics: list[str],
+                 resampling: _Resampling | None, width: float) -> list[dict]:
+    """left minus right, paired by seed, one row per metric: the mean with its t-interval over seeds, the seeds a
+    t-interval ``width`` wide would need at that spread, and the paired bootstrap interval and p-value (a t-test's
+    where the runs kept no scores). ``resampling`` None: no test, the comparison is no experiment (upsampling
+    that added no sample)."""
+    pairs = left.merge(right, on="seed", suffixes=("", "_ref"))
+    seeds = sorted(int(s) for s in pairs["seed"])
+    rows = []
+    for metric in metrics:
+        row = {**key, "metric": metric, "seeds": seeds,
+               **interval((pairs[metric] - pairs[f"{metric}_ref"]).to_numpy(dtype=float))}
+        if resampling is None:
+            row["p_source"] = "not applied"
+        else:
+            row |= resampling.paired(left, right, metric)
+            if math.isnan(row["p_value"]) and not math.isnan(row["mean"]):
+                row |= {"p_value": t_p_value(row), "p_source": "t-test over seeds"}  # no scores to resample
+        row["seeds_needed"] = seeds_needed(row["sd"], width)
+        rows.append(row)
+    return rows
 
 
 def _is_baseline(ratio: float, focal: bool) -> bool:
@@ -222,8 +238,12 @@ EFFECT_COLUMNS = ["metric", "seeds", "n", "mean", "sd", "ci_low", "ci_high", "no
 TESTED_COLUMNS = ["boot_low", "boot_high", "p_value", "p_source", "p_adjusted", "significant", "seeds_needed"]
 
 
-def _frame(rows: list[dict], keys: list[str], extra: list[str] = ()) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[*keys, *EFFECT_COLUMNS, *extra])
+def _tested_frame(rows: list[dict], keys: list[str], rules: AnalysisSettings) -> pd.DataFrame:
+    """The rows of one family of comparisons, with p-values adjusted over that family."""
+    frame = pd.DataFrame(rows, columns=[*keys, *EFFECT_COLUMNS, *TESTED_COLUMNS])
+    frame["p_adjusted"] = adjust(frame["p_value"].to_numpy(dtype=float), rules.correction)
+    frame["significant"] = frame["p_adjusted"] <= rules.alpha
+    return frame
 
 
 def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings,
@@ -241,16 +261,9 @@ def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSe
                        upsampling_ratio=s.upsampling_ratio, focal_loss=s.focal_loss)
         right = _select(exp, dataset=s.dataset, upsampling_ratio=0.0, focal_loss=False)
         tested = not (tuple(s) in inert and not s.focal_loss)  # upsampling alone that added nothing: no experiment
-        for row in _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio,
-                                                                s.focal_loss)}, left, right, metrics):
-            row |= resampling.paired(left, right, row["metric"]) if tested else {"p_source": "not applied"}
-            if tested and math.isnan(row.get("p_value", math.nan)) and not math.isnan(row["mean"]):
-                row |= {"p_value": t_p_value(row), "p_source": "t-test over seeds"}  # no scores to resample
-            row["seeds_needed"] = seeds_needed(row["sd"], rules.interval_width)
-            rows.append(row)
-    frame = _frame(rows, keys, TESTED_COLUMNS)
-    frame["p_adjusted"] = adjust(frame["p_value"].to_numpy(dtype=float), rules.correction)
-    frame["significant"] = frame["p_adjusted"] <= rules.alpha
+        rows += _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
+                             left, right, metrics, resampling if tested else None, rules.interval_width)
+    frame = _tested_frame(rows, keys, rules)
     verdicts = {}
     for (dataset, remedy), group in frame.groupby(["dataset", "remedy"], sort=False):
         by_metric = group.set_index("metric")
@@ -271,23 +284,30 @@ def _inert_settings(exp: pd.DataFrame) -> list[tuple]:
     return [setting for setting, used in applied.items() if not used]
 
 
-def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Focal loss on minus off for every dataset and upsampling setting, paired by seed."""
+def _focal_settings(grid: pd.DataFrame) -> list[tuple]:
+    """(dataset, mode, ratio) of the upsampling settings swept with focal loss both on and off."""
+    return [setting for setting, group in grid.groupby(["dataset", "upsampling_mode", "upsampling_ratio"], sort=False)
+            if set(group["focal_loss"]) == {True, False}]
+
+
+def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings,
+                  resampling: _Resampling) -> pd.DataFrame:
+    """Focal loss on minus off for every dataset and upsampling setting, paired by seed, tested like the remedies
+    but as a family of its own (these comparisons make no verdict)."""
     keys = ["dataset", "upsampling_mode", "upsampling_ratio", "upsampling"]
     rows: list[dict] = []
-    for (dataset, mode, ratio), group in grid.groupby(keys[:3], sort=False):
-        if set(group["focal_loss"]) != {True, False}:
-            continue
+    for dataset, mode, ratio in _focal_settings(grid):
         where = {"dataset": dataset, "upsampling_mode": mode, "upsampling_ratio": ratio}
         rows += _paired_rows({**where, "upsampling": label(mode, ratio, False) if ratio > 0 else "no upsampling"},
                              _select(exp, **where, focal_loss=True), _select(exp, **where, focal_loss=False),
-                             metrics)
-    return _frame(rows, keys)
+                             effect_metrics(rules), resampling, rules.interval_width)
+    return _tested_frame(rows, keys, rules)
 
 
-def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str], metrics: list[str],
-                        ) -> pd.DataFrame:
-    """The same setting on two datasets (earlier minus later in the sweep file), paired by seed."""
+def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str], rules: AnalysisSettings,
+                        resampling: _Resampling) -> pd.DataFrame:
+    """The same setting on two datasets (earlier minus later in the sweep file), paired by seed and scored on the
+    same test clips, tested as a family of its own."""
     keys = ["dataset_a", "dataset_b", "upsampling_mode", "upsampling_ratio", "focal_loss", "setting"]
     rows: list[dict] = []
     for a, b in itertools.combinations(datasets, 2):
@@ -296,8 +316,9 @@ def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[st
                      "focal_loss": s.focal_loss}
             rows += _paired_rows({"dataset_a": a, "dataset_b": b, **where,
                                   "setting": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
-                                 _select(exp, dataset=a, **where), _select(exp, dataset=b, **where), metrics)
-    return _frame(rows, keys)
+                                 _select(exp, dataset=a, **where), _select(exp, dataset=b, **where),
+                                 effect_metrics(rules), resampling, rules.interval_width)
+    return _tested_frame(rows, keys, rules)
 
 
 def ranking(exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings) -> pd.DataFrame:
@@ -463,6 +484,8 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
         "model_sha256": manifest.record.model.sha256,
         "sweep_text": manifest.record.sweep_text,
         "overrides": manifest.record.overrides,
+        "analysis": manifest.sweep.analysis.model_dump(),
+        "analysis_overrides": manifest.analysis_overrides,  # given after the sweep (report --precision-target)
         "epochs": manifest.sweep.training.epochs,
         "evaluation": manifest.sweep.training.evaluation,
         "evaluation_protocols": protocols,
@@ -472,6 +495,15 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
         "completed_configurations": int((table["state"] == "completed").sum()),
         "cost": estimate_against_actual(manifest),
     }
+
+
+def planned_comparisons(grid: pd.DataFrame, datasets: list[str]) -> dict[str, int]:
+    """Settings compared in each family (times the metrics: its comparisons), whether or not they have results."""
+    remedies = sum(not _is_baseline(s.upsampling_ratio, s.focal_loss) and _is_baseline_in(grid, s.dataset)
+                   for s in grid.itertuples(index=False))
+    between = sum(int((grid["dataset"] == a).sum()) for a, _ in itertools.combinations(datasets, 2))
+    return {"remedy vs baseline": remedies, "focal loss on vs off": len(_focal_settings(grid)),
+            "dataset vs dataset": between}
 
 
 def resamples_for(rules: AnalysisSettings, family: int) -> int:
@@ -503,12 +535,11 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
     metrics = effect_metrics(rules)
     exp = experiments(table, rules)
     grid = settings(manifest)
-    family = len(metrics) * sum(not _is_baseline(s.upsampling_ratio, s.focal_loss) and _is_baseline_in(grid, s.dataset)
-                                for s in grid.itertuples(index=False))
-    resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds), family)
+    resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds),
+                                        len(metrics) * max(planned_comparisons(grid, datasets).values()))
     effects = effects_vs_baseline(exp, grid, rules, resampled)
-    focal = focal_effects(exp, grid, metrics)
-    between = dataset_differences(exp, grid, datasets, metrics)
+    focal = focal_effects(exp, grid, rules, resampled)
+    between = dataset_differences(exp, grid, datasets, rules, resampled)
     source = provenance(manifest, table)
     comparisons = {"remedy vs baseline": effects, "focal loss on vs off": focal, "dataset vs dataset": between}
     found = warnings(manifest, table, problems, comparisons, source)
@@ -530,4 +561,5 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
         provenance=source,
         seeds_configured=len(manifest.sweep.grid.seeds),
         dataset_order=datasets,
+        resamples=resampled.bootstrap.resamples if resampled.bootstrap else None,
     )

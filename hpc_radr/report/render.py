@@ -16,14 +16,12 @@ import pandas as pd
 from hpc_radr.collect import SUMMARY_METRICS
 from hpc_radr.estimate import readable_hours
 from hpc_radr.report.analysis import (
-    CONFIDENCE,
     MAX_SEEDS_SHOWN,
     VERDICTS,
     Analysis,
     detection_metrics,
     effect_metrics,
     metric_name,
-    resamples_for,
 )
 from hpc_radr.report.multiplicity import CORRECTIONS
 
@@ -100,20 +98,6 @@ def indices(values: list[int]) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def _by_metric(group: pd.DataFrame) -> dict[str, pd.Series]:
-    return {row["metric"]: row for _, row in group.iterrows()}
-
-
-def _difference_rows(frame: pd.DataFrame, keys: list[str], first: list[str], metrics: list[str]) -> list[list[str]]:
-    rows = []
-    for _, group in frame.groupby(keys, sort=False):
-        found = _by_metric(group)
-        head = group.iloc[0]
-        rows.append([str(head[k]) for k in first] + [str(int(head["n"]))]
-                    + [difference(found.get(m)) for m in metrics])
-    return rows
-
-
 def tested(entry: dict) -> str:
     """``+0.100 [+0.050, +0.150], adjusted p 0.004``: the bootstrap interval where there is one, else the t one."""
     if entry["n"] == 0:
@@ -131,13 +115,24 @@ def _method(analysis: Analysis) -> str:
     rules = analysis.settings
     effects = analysis.effects
     family = int(effects["p_adjusted"].notna().sum()) if len(effects) else 0
-    boot = (effects["p_source"] == "bootstrap").any() if len(effects) else False
-    test = "a paired bootstrap over test clips and seeds" if boot else "a paired t-test over seeds"
-    resamples = resamples_for(rules, len(effects))  # the rows are the comparisons planned
-    return (f"Judged by {test} ({resamples} resamples, the same for every comparison)"
-            f"{'' if boot else ' (no run kept per-clip scores, so there is no bootstrap)'}; a difference counts "
-            f"when its p-value, adjusted by {CORRECTIONS[rules.correction]} over the {family} comparisons the "
-            f"verdicts use, is at most {rules.alpha:g}. Intervals shown are 95 % bootstrap intervals (unadjusted).")
+    sources = set(effects["p_source"]) if len(effects) else set()
+    if "bootstrap" in sources:
+        test = (f"a paired bootstrap over test clips and seeds ({analysis.resamples} resamples, the same for every "
+                "comparison)")
+        shown = "95 % bootstrap intervals"
+        if "t-test over seeds" in sources:
+            test += ", or a paired t-test over seeds where the runs kept no per-clip scores"
+            shown += " (t-intervals over seeds where marked)"
+    else:
+        test = "a paired t-test over seeds (no run kept per-clip scores, so there is no bootstrap)"
+        shown = "95 % t-intervals over seeds"
+    overrides = analysis.provenance.get("analysis_overrides")
+    given = ("; ".join(f"{name} {values}" for name, values in overrides.items()) if overrides else "")
+    return (f"Judged by {test}; a difference counts when its p-value, adjusted by {CORRECTIONS[rules.correction]} "
+            f"over the {family} comparisons the verdicts use, is at most {rules.alpha:g}. Intervals shown are "
+            f"{shown}, unadjusted."
+            + (f" The targets were given when this report was built ({given}), not taken from the sweep file's "
+               "[analysis]." if given else ""))
 
 
 def _answer(doc: Document, analysis: Analysis) -> None:
@@ -157,9 +152,9 @@ def _answer(doc: Document, analysis: Analysis) -> None:
         doc.heading(3, entry["dataset"])
         base = entry["baseline"]
         if base["n"]:
-            doc.paragraph(f"Baseline ({base['n']} seed(s)): {metric_name(primary)} {base[primary]:.3f}, AUPRC "
-                          f"{base['auprc']:.3f}, recall {base['recall']:.3f} and precision {base['precision']:.3f} "
-                          f"at 0.5.")
+            doc.paragraph(f"Baseline ({base['n']} seed(s)): {metric_name(primary)} {_value(base[primary])}, AUPRC "
+                          f"{_value(base['auprc'])}, recall {_value(base['recall'])} and precision "
+                          f"{_value(base['precision'])} at 0.5.")
         else:
             doc.paragraph("The baseline has no completed run: no remedy can be judged on this dataset.")
         better = entry["detects_better"]
@@ -170,12 +165,16 @@ def _answer(doc: Document, analysis: Analysis) -> None:
             doc.paragraph(f"None of the {entry['n_remedies']} remedies detects better by this criterion.")
         doc.bullets([_remedy_line(e, rules) for e in better])
         for verdict, text in (("threshold_only", "These raise recall at 0.5 only, with no better detection "
-                                                 "shown: a moved threshold, paid for in precision at 0.5:"),
+                                                 "shown: a moved threshold, which lets more false alarms through "
+                                                 "too (see precision at 0.5):"),
                               ("detects_worse", "These detect worse:"),
                               ("mixed", "Mixed (one detection metric raised, another lowered):")):
             if entry[verdict]:
                 doc.paragraph(text)
                 doc.bullets([_remedy_line(e, rules) for e in entry[verdict]])
+        if entry["no_gain"]:
+            doc.paragraph("No detection gain or loss shown, nor a raised recall at 0.5 (after adjustment): "
+                          + ", ".join(e["remedy"] for e in entry["no_gain"]) + ".")
         if entry["not_applied"]:
             doc.paragraph("Not applied on this data (upsampling added no samples, so no experiment was made): "
                           + ", ".join(e["remedy"] for e in entry["not_applied"]) + ".")
@@ -185,6 +184,10 @@ def _answer(doc: Document, analysis: Analysis) -> None:
     if analysis.warnings:
         kinds = sorted({w["kind"] for w in analysis.warnings})
         doc.paragraph(f"Read with the {len(analysis.warnings)} warning(s) below ({', '.join(kinds)}).")
+
+
+def _value(value: float) -> str:
+    return "n/a (no per-clip scores)" if math.isnan(value) else f"{value:.3f}"
 
 
 def _remedy_line(entry: dict, rules) -> str:
@@ -198,10 +201,26 @@ def _seeds(value: float) -> str:
     return f"> {int(MAX_SEEDS_SHOWN)}" if math.isinf(value) else str(int(value))
 
 
+TESTED_HEADERS = ["metric", "n", "Δ [t-CI over seeds]", "bootstrap CI", "p", "adjusted p"]
+
+
+def _tested_rows(frame: pd.DataFrame, keys: list[str], verdict: bool = False) -> list[list[str]]:
+    """One row per comparison and metric, the comparison's ``keys`` shown on its first row only."""
+    rows = []
+    for _, group in frame.groupby(keys, sort=False):
+        for k, (_, r) in enumerate(group.iterrows()):
+            boot = "n/a" if math.isnan(r["boot_low"]) else f"[{r['boot_low']:+.3f}, {r['boot_high']:+.3f}]"
+            rows.append([str(r[key]) if k == 0 else "" for key in keys]
+                        + [metric_name(r["metric"]), str(int(r["n"])), difference(r), boot, _p(r["p_value"]),
+                           _p(r["p_adjusted"]), _seeds(r["seeds_needed"])]
+                        + ([VERDICTS[r["verdict"]] if k == 0 else ""] if verdict else []))
+    return rows
+
+
 def _tables(doc: Document, analysis: Analysis) -> None:
     rules = analysis.settings
     metrics = effect_metrics(rules)
-    deltas = [f"Δ {metric_name(m)} [{CONFIDENCE:.0%} t-CI]" for m in metrics]
+    headers = [*TESTED_HEADERS, f"seeds for width {rules.interval_width:g}"]
     doc.heading(2, "Effects against the baseline", "effects")
     doc.paragraph(
         "Remedy minus baseline (ratio 0.0, focal loss off) on the same dataset, paired by seed. Per metric: the "
@@ -211,22 +230,16 @@ def _tables(doc: Document, analysis: Analysis) -> None:
         f"{rules.interval_width:g} wide at the spread seen, to decide whether to run more. Operating points: "
         "threshold chosen on validation, applied to the test set.")
     for dataset in analysis.dataset_order:
-        part = analysis.effects[analysis.effects["dataset"] == dataset]
         doc.heading(3, dataset)
-        rows = []
-        for remedy, group in part.groupby("remedy", sort=False):
-            for k, (_, r) in enumerate(group.iterrows()):
-                boot = ("n/a" if math.isnan(r["boot_low"]) else f"[{r['boot_low']:+.3f}, {r['boot_high']:+.3f}]")
-                rows.append([remedy if k == 0 else "", metric_name(r["metric"]), str(int(r["n"])),
-                             difference(r), boot, _p(r["p_value"]), _p(r["p_adjusted"]),
-                             _seeds(r["seeds_needed"]), VERDICTS[r["verdict"]] if k == 0 else ""])
-        doc.table(["remedy", "metric", "n", "Δ [t-CI over seeds]", "bootstrap CI", "p", "adjusted p",
-                   f"seeds for width {rules.interval_width:g}", "verdict"], rows)
+        doc.table(["remedy", *headers, "verdict"],
+                  _tested_rows(analysis.effects[analysis.effects["dataset"] == dataset], ["remedy"], verdict=True))
     doc.heading(2, "Focal loss on vs off", "focal")
-    doc.paragraph("Focal loss on minus off for the same dataset and upsampling setting, paired by seed "
-                  "(t-intervals over seeds, not adjusted).")
-    doc.table(["dataset", "upsampling", "n", *deltas],
-              _difference_rows(analysis.focal, ["dataset", "upsampling"], ["dataset", "upsampling"], metrics))
+    focal = analysis.focal
+    doc.paragraph("Focal loss on minus off for the same dataset and upsampling setting, paired by seed, with the same "
+                  f"intervals; p-values adjusted by {CORRECTIONS[rules.correction]} over the "
+                  f"{int(focal['p_adjusted'].notna().sum())} comparisons of this table, a family of its own (no "
+                  "verdict rests on it).")
+    doc.table(["dataset", "upsampling", *headers], _tested_rows(focal, ["dataset", "upsampling"]))
     doc.heading(2, "Ranking per dataset", "ranking")
     primary = metrics[1]
     doc.paragraph(f"Settings by mean test AUPRC over seeds (mean ± sd), with {metric_name(primary)} and recall and "
@@ -240,9 +253,14 @@ def _tables(doc: Document, analysis: Analysis) -> None:
                    for _, r in part.iterrows()])
     if not analysis.datasets.empty:
         doc.heading(2, "Datasets compared", "datasets")
-        for (a, b), part in analysis.datasets.groupby(["dataset_a", "dataset_b"], sort=False):
-            doc.paragraph(f"{a} minus {b} for the same setting, paired by seed (t-intervals, not adjusted).")
-            doc.table(["setting", "n", *deltas], _difference_rows(part, ["setting"], ["setting"], metrics))
+        between = analysis.datasets
+        doc.paragraph("Each pair of datasets: the earlier minus the later for the same setting, paired by seed and "
+                      f"scored on the same test clips, with the same intervals; p-values adjusted by "
+                      f"{CORRECTIONS[rules.correction]} over the {int(between['p_adjusted'].notna().sum())} "
+                      "comparisons of these tables, a family of their own.")
+        for (a, b), part in between.groupby(["dataset_a", "dataset_b"], sort=False):
+            doc.heading(3, f"{a} minus {b}")
+            doc.table(["setting", *headers], _tested_rows(part, ["setting"]))
 
 
 def _p(value: float) -> str:
@@ -327,15 +345,27 @@ def _provenance(doc: Document, analysis: Analysis) -> None:
         f"Data source: {p['data_source']}",
         f"BirdNET model sha256: {p['model_sha256']}",
         "Statistics: differences paired by seed; mean with a t-interval on n-1 degrees of freedom (scipy); "
-        f"remedies against the baseline also with a paired bootstrap over test clips and seeds "
+        f"every comparison also with a paired bootstrap over test clips and seeds "
         f"(seed {analysis.settings.bootstrap_seed}, the same resamples for every comparison), p-values "
-        f"adjusted by {CORRECTIONS[analysis.settings.correction]}; operating points with the threshold chosen on "
+        f"adjusted by {CORRECTIONS[analysis.settings.correction]} within each family (remedies against the "
+        "baseline, focal loss on vs off, dataset vs dataset); operating points with the threshold chosen on "
         "each run's validation split; ratio-0.0 runs counted once (mode 'none'); degenerate runs are flagged, "
         "not dropped.",
+        f"Operating points: {_targets(analysis)}",
         f"Report generated {datetime.now(UTC).isoformat(timespec='seconds')} by hpc-radr",
     ])
     doc.paragraph("The sweep file as submitted:")
     doc.code(p["sweep_text"])
+
+
+def _targets(analysis: Analysis) -> str:
+    rules = analysis.settings
+    named = ", ".join(metric_name(m) for m in detection_metrics(rules)[1:])
+    overrides = analysis.provenance.get("analysis_overrides")
+    if not overrides:
+        return f"{named} (the sweep file's [analysis])"
+    return (f"{named}, given when the report was built ({'; '.join(f'{k} {v}' for k, v in overrides.items())}), "
+            "recomputed from each run's kept per-clip scores; runs without them have these metrics missing")
 
 
 def document(analysis: Analysis, figure_names: list[str]) -> Document:
