@@ -1,10 +1,13 @@
 """The probe behind `plan --estimate`: a short measurement on the user's own clips and at the sweep's own sizes.
 
 It extracts a sample of the sweep's clips with BirdNET's loader in two calls of different sizes (so that a
-call's start-up and the cost per clip come apart), then times three short fits of BirdNET's own
-training (2, 2 and 4 epochs at a quarter of and at the largest number of samples an epoch of the sweep sees) on
-embeddings drawn so that the classes overlap, which fixes the three terms of ``estimate.RunCost``. About half a
-minute at the demo's size, most of it TensorFlow's import; nothing is written outside a temporary folder.
+call's start-up and the cost per clip come apart), then times three fits of BirdNET's own training on
+embeddings drawn so that the classes overlap, which fix the three terms of ``estimate.RunCost``: 2 epochs at a
+quarter of and at the largest number of samples an epoch of the sweep sees, then as many epochs at the largest as
+fit in about ``LONG_FIT_S`` (at most the sweep's). The long fit is what makes the per-epoch term trustworthy: from
+2 and 4 epochs alone a run's start-up noise (a tenth of a second) read as a per-epoch difference and, extrapolated
+to the sweep's epochs, priced the demo's runs a third too low. About half a minute at the demo's size, most of it
+TensorFlow's import; nothing is written outside a temporary folder.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from hpc_radr.sweep import Configuration, TrainingSettings
 
 SAMPLE_CLIPS = 32
 MAX_PROBE_SAMPLES = 20_000  # the fits stop growing here; the model carries the rest (it is linear in samples)
-FITS = ((0.25, 2), (1.0, 2), (1.0, 4))  # (share of the largest epoch, epochs)
+SHORT_EPOCHS = 2
+LONG_FIT_S = 10.0  # the long fit's budget in seconds; its epochs are estimated from the short fit at full size
 
 
 def _cpu_seconds(children: bool = True) -> float:
@@ -95,26 +99,32 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
         fit_settings = settings.model_copy(update={"evaluation": "held_out"})
         test = _drawn(rng, 100, 20)
         largest = max(8, min(largest_epoch, MAX_PROBE_SAMPLES))
-        epochs, samples, walls, cpus = [], [], [], []
-        for share, count in FITS:
-            n = max(8, int(largest * share))
+        model_out = Path(scratch) / "probe.tflite"
+
+        def fit(n: int, count: int) -> tuple[float, float, float, float]:
+            """(epochs run, samples, wall, CPU-seconds) of one fit of ``count`` epochs on ``n`` samples."""
             train = _drawn(rng, n, max(2, n // 4))
             config = Configuration(index=0, dataset="probe", upsampling_mode="repeat", upsampling_ratio=0.0,
                                    focal_loss=False, seed=1, run_id="probe")
             started, cpu_started = time.perf_counter(), _cpu_seconds(children=False)
             outcome = training.train_and_evaluate(config, fit_settings.model_copy(update={"epochs": count}),
-                                                  train, test, Path(scratch) / "probe.tflite")
-            walls.append(time.perf_counter() - started)
-            cpus.append(_cpu_seconds(children=False) - cpu_started)
-            epochs.append(float(outcome["epochs_run"]))
-            samples.append(float(n))
+                                                  train, test, model_out)
+            return (float(outcome["epochs_run"]), float(n), time.perf_counter() - started,
+                    _cpu_seconds(children=False) - cpu_started)
+
+        fit(8, 1)  # unmeasured: a process's first fit also pays TensorFlow's one-time set-up
+        fits = [fit(max(8, largest // 4), SHORT_EPOCHS), fit(largest, SHORT_EPOCHS)]
+        epoch_bound = fits[-1][2] / SHORT_EPOCHS  # start-up included: an upper bound on one epoch's wall time
+        long_epochs = max(2 * SHORT_EPOCHS, min(settings.epochs, int(LONG_FIT_S / max(epoch_bound, 1e-3))))
+        fits.append(fit(largest, long_epochs))
+        epochs, samples, walls, cpus = (list(column) for column in zip(*fits, strict=True))
     run_wall, _ = fit_run_cost(epochs, samples, walls)
     run_cpu, _ = fit_run_cost(epochs, samples, cpus)
     return Calibration(
         source="probe",
-        described=(f"a probe on this data: {len(sample)} clips extracted, 3 short fits of up to {largest} samples per "
-                   f"epoch, extraction on {workers} CPUs, training on {threads}"),
+        described=(f"a probe on this data: {len(sample)} clips extracted, 3 fits of up to {largest} samples per "
+                   f"epoch and {long_epochs} epochs, extraction on {workers} CPUs, training on {threads}"),
         **fit_extraction(sizes, cpu, wall, [workers, workers]), import_s=import_s, run_wall=run_wall,
         run_cpu=run_cpu, epoch_fraction=1.0,
         spread=0.15,  # three fits cannot show their own spread; what the benchmark measured them to miss by
-        runs=len(FITS))
+        runs=len(fits))
