@@ -102,3 +102,12 @@ def test_dataset_names_with_shell_characters_get_safe_distinct_run_ids():
     ids = {c.run_id for c in expand(sweep)}
     assert all("/" not in i and " " not in i and "$" not in i for i in ids)
     assert any(c.dataset == "a b; $(touch x)" for c in expand(sweep))
+
+
+def test_the_108_configuration_indices_and_run_ids_are_pinned():
+    """Any change to the expansion that would give an index of the user's study another meaning fails here:
+    tests/golden/imbalance_regularization_plan.jsonl is the plan as first submitted."""
+    golden = Path(__file__).parent / "golden" / "imbalance_regularization_plan.jsonl"
+    expected = [json.loads(line) for line in golden.read_text().splitlines()]
+    sweep, _ = load_sweep(Path(__file__).parent.parent / "jobs" / "imbalance_regularization.toml")
+    assert [c.as_dict() for c in expand(sweep)] == expected
