@@ -36,11 +36,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Clip:
-    """One distinct clip of a sweep: its key, the first file of the sweep holding it, and that file's sha256."""
+    """One distinct clip of a sweep: its key, the first file of the sweep holding it, that file's sha256, and
+    the extraction settings it is stored under (a sweep with crop_mode or overlap axes has each file under each)."""
 
     key: str
     path: Path
     content: str
+    extraction: tuple[tuple[str, object], ...]
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.extraction)
 
 
 def clip_key(content: str, model_fingerprint: str, extraction: dict) -> str:
@@ -54,34 +60,51 @@ def unit_of(manifest: Manifest, name: str) -> EmbeddingUnit:
     return EmbeddingUnit(name, tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
 
 
-def clip_keys(manifest: Manifest) -> dict[str, str]:
-    """File path -> clip key, for every file of the manifest (computed once, passed to the functions below)."""
+def unit_extraction(manifest: Manifest, name: str) -> dict:
+    """The extraction settings of a unit: its own in a sweep that varies them, else the sweep's."""
+    return manifest.units[name].extraction or extraction_settings(manifest.sweep.training)
+
+
+def _settings_id(extraction: dict) -> str:
+    return json.dumps(extraction, sort_keys=True)
+
+
+ClipKeys = dict[str, dict[str, str]]  # extraction settings (as JSON) -> file path -> clip key
+
+
+def clip_keys(manifest: Manifest) -> ClipKeys:
+    """The clip key of every file of the manifest under each extraction setting its units use (computed once,
+    passed to the functions below)."""
     content = manifest.record.clip_content
     if not content:
         raise CacheError(f"{manifest.run_dir.manifest}: submitted by an hpc-radr without the clip store (no clip "
                          "fingerprints); its missing embeddings cannot be extracted: submit into a new run directory")
-    model, extraction = manifest.record.model.sha256, extraction_settings(manifest.sweep.training)
-    return {path: clip_key(digest, model, extraction) for path, digest in content.items()}
+    model = manifest.record.model.sha256
+    settings = {_settings_id(found): found for found in (unit_extraction(manifest, name) for name in manifest.units)}
+    return {sid: {path: clip_key(digest, model, extraction) for path, digest in content.items()}
+            for sid, extraction in settings.items()}
 
 
-def unit_rows(manifest: Manifest, name: str, keys: dict[str, str]) -> list[tuple[str, float]]:
+def unit_rows(manifest: Manifest, name: str, keys: ClipKeys) -> list[tuple[str, float]]:
     """(clip key, label) of each file of the unit, in BirdNET's order (``EmbeddingUnit.rows``)."""
-    data = manifest.sweep.data
-    return [(keys[str(path)], label)
+    data, own = manifest.sweep.data, keys[_settings_id(unit_extraction(manifest, name))]
+    return [(own[str(path)], label)
             for path, label in unit_of(manifest, name).rows(data.positive_class, data.negative_class)]
 
 
-def sweep_clips(manifest: Manifest, keys: dict[str, str]) -> list[Clip]:
+def sweep_clips(manifest: Manifest, keys: ClipKeys) -> list[Clip]:
     """Every distinct clip of the sweep, once, in a fixed order (units in manifest order, each in BirdNET's
     order): extraction shards are ranges of this list."""
     content = manifest.record.clip_content
     data = manifest.sweep.data
     clips: dict[str, Clip] = {}
     for name in manifest.units:
+        extraction = unit_extraction(manifest, name)
+        own = keys[_settings_id(extraction)]
         for path, _ in unit_of(manifest, name).rows(data.positive_class, data.negative_class):
-            key = keys[str(path)]
+            key = own[str(path)]
             if key not in clips:
-                clips[key] = Clip(key, path, content[str(path)])
+                clips[key] = Clip(key, path, content[str(path)], tuple(sorted(extraction.items())))
     return list(clips.values())
 
 

@@ -15,10 +15,16 @@ from hpc_radr.manifest import Manifest, load
 from hpc_radr.operating_points import columns, operating_points
 from hpc_radr.results import TEST_METRICS, RunScores, read_result, run_scores, run_states, unused_gpu
 from hpc_radr.run_dir import RunDir
-from hpc_radr.sweep import AnalysisSettings
+from hpc_radr.sweep import TRAINING_AXES, AnalysisSettings
 
 GRID_COLUMNS = ["dataset", "upsampling_mode", "upsampling_ratio", "focal_loss"]
 SUMMARY_METRICS = ["auprc", "auroc", "precision", "recall", "f1", "precision_opt", "recall_opt", "f1_opt"]
+
+
+def grid_columns(table: pd.DataFrame) -> list[str]:
+    """The columns that name a configuration, seeds aside: GRID_COLUMNS and the sweep's training axes (a merged
+    table carries each axis as a column of that setting's name; no metric column has such a name)."""
+    return GRID_COLUMNS + [name for name in TRAINING_AXES if name in table.columns]
 
 
 @dataclass
@@ -93,8 +99,7 @@ def merge(manifest: Manifest) -> tuple[pd.DataFrame, list[str]]:
     rows = []
     for config in manifest.configurations:
         outcome = states[config.run_id]
-        # vars(): the same plain fields as config.as_dict() (dataclasses.asdict), without its deep copy
-        rows.append({**vars(config), "state": outcome.state.value, "error": outcome.error,
+        rows.append({**config.row(), "state": outcome.state.value, "error": outcome.error,
                      **metrics.get(config.run_id, {})})
     return pd.DataFrame(rows), problems
 
@@ -113,10 +118,10 @@ def kept_scores(manifest: Manifest, table: pd.DataFrame) -> dict[str, RunScores]
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and number of seeds per configuration, over completed runs."""
-    done = table[table["state"] == "completed"]
+    done, columns = table[table["state"] == "completed"], grid_columns(table)
     if done.empty:
-        return pd.DataFrame(columns=GRID_COLUMNS)
-    grouped = done.groupby(GRID_COLUMNS, sort=False)[SUMMARY_METRICS]
+        return pd.DataFrame(columns=columns)
+    grouped = done.groupby(columns, sort=False)[SUMMARY_METRICS]
     summary = grouped.agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     summary.insert(0, "n_seeds", grouped.size())

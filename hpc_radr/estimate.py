@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from hpc_radr.errors import HpcRadrError
-from hpc_radr.manifest import Manifest, ManifestRecord
+from hpc_radr.manifest import Manifest, ManifestRecord, unit_name
 from hpc_radr.results import read_result
-from hpc_radr.sweep import Configuration, Sweep, unique_runs
+from hpc_radr.sweep import Configuration, Sweep, training_for, unique_runs
 
 # Extraction statistics are JSON files beside what they describe; these keys are in every one of them.
 EXTRACTION_KEYS = ("clips", "workers", "extract_s", "extract_cpu_s")
@@ -239,11 +239,11 @@ def _makespan(durations: list[float], lanes: int) -> float:
 def run_seconds(record: ManifestRecord, sweep: Sweep, calibration: Calibration,
                 runs: list[Configuration]) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of each run, in order."""
-    settings = sweep.training
-    epochs = settings.epochs * calibration.epoch_fraction
     found = []
     for config in runs:
-        unit = record.units[config.dataset]
+        settings = training_for(sweep, config)
+        epochs = settings.epochs * calibration.epoch_fraction
+        unit = record.units[unit_name(config.dataset, config.extraction)]
         fit, val = samples_per_epoch(len(unit.positives), len(unit.negatives), settings.val_split,
                                      config.upsampling_ratio)
         found.append((calibration.run_wall.seconds(epochs, fit + val),

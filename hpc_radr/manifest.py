@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpc_radr.atomic import write_atomic, write_json
+from hpc_radr.datasets import TEST_UNIT
 from hpc_radr.latest import point_latest
 from hpc_radr.run_dir import RunDir, RunDirError
-from hpc_radr.sweep import Configuration, Sweep, parse_sweep, unique_runs, with_analysis
+from hpc_radr.sweep import Configuration, Sweep, SweepError, parse_sweep, unique_runs, with_analysis
 
 if TYPE_CHECKING:
     from hpc_radr.birdnet.model_files import ModelFiles
@@ -28,12 +29,21 @@ class _Frozen(BaseModel):
 
 
 class UnitSpec(_Frozen):
-    """One embedding unit (a dataset, or the test set): its files and the key of its cache."""
+    """One embedding unit (a dataset, or the test set, under one set of extraction settings): its files and the
+    key of its cache."""
 
     key: str  # cache file name: data, model and extraction settings together
     data_fingerprint: str
     positives: list[str]
     negatives: list[str]
+    # crop_mode and overlap of a unit of a sweep that varies them; None: the sweep's [training] values (and the
+    # field is not written, so a sweep without extraction axes writes the manifest it wrote before them)
+    extraction: dict[str, Any] | None = None
+
+
+def unit_name(name: str, extraction: str) -> str:
+    """The unit of dataset (or test set) ``name`` under ``Configuration.extraction`` ("" : the only one)."""
+    return f"{name}@{extraction}" if extraction else name
 
 
 class ModelSpec(_Frozen):
@@ -61,7 +71,12 @@ class ManifestRecord(_Frozen):
     configurations: list[Configuration]
 
     def as_json(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True)
+        found = self.model_dump(mode="json", by_alias=True, exclude={"configurations"})
+        for unit in found["units"].values():
+            if unit["extraction"] is None:
+                del unit["extraction"]
+        found["configurations"] = [c.as_dict() for c in self.configurations]
+        return found
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,11 @@ class Manifest:
     def data_source(self) -> Path:
         return Path(self.record.data_source)
 
+    def units_of(self, config: Configuration) -> tuple[str, str]:
+        """The units a configuration trains and is tested on: its dataset's and the test set's, under its
+        extraction settings."""
+        return unit_name(config.dataset, config.extraction), unit_name(TEST_UNIT, config.extraction)
+
     def run(self, run_id: str) -> Configuration:
         for config in self.runs:
             if config.run_id == run_id:
@@ -111,9 +131,14 @@ class Manifest:
 
 
 def apply_overrides(sweep: Sweep, overrides: dict) -> Sweep:
-    """Command-line changes to the training settings (e.g. fewer epochs for a demo), recorded in the manifest."""
+    """Command-line changes to the training settings (e.g. fewer epochs for a demo), recorded in the manifest.
+    A setting the grid sweeps cannot be overridden: the option would silently lose to each configuration's value."""
     if not overrides:
         return sweep
+    swept = sorted(set(overrides) & set(sweep.axes))
+    if swept:
+        raise SweepError(f"--{swept[0].replace('_', '-')}: '{swept[0]}' is an axis of this sweep ([grid]); change "
+                         "its list in the sweep file instead")
     return sweep.model_copy(update={"training": sweep.training.model_copy(update=overrides)})
 
 

@@ -13,9 +13,18 @@ from hpc_radr import __version__
 from hpc_radr.birdnet.model_files import default_model, resolve_model
 from hpc_radr.datasets import content_fingerprint, inspect
 from hpc_radr.embedding_cache import cache_key, extraction_settings
-from hpc_radr.manifest import MANIFEST_SCHEMA, Manifest, ManifestRecord, ModelSpec, UnitSpec, apply_overrides, load
+from hpc_radr.manifest import (
+    MANIFEST_SCHEMA,
+    Manifest,
+    ManifestRecord,
+    ModelSpec,
+    UnitSpec,
+    apply_overrides,
+    load,
+    unit_name,
+)
 from hpc_radr.run_dir import RunDir, RunDirError
-from hpc_radr.sweep import Sweep, expand, load_sweep, parse_sweep
+from hpc_radr.sweep import Sweep, expand, load_sweep, parse_sweep, training_for
 
 
 def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedupe: bool,
@@ -30,12 +39,17 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
     inventory = inspect(data, sweep)
     model_files = resolve_model(model) if model else default_model()
     model_fingerprint = model_files.fingerprint()
+    configurations = expand(sweep, dedupe)
+    # one unit per dataset (and the test set) per extraction setting the configurations use
+    variants = {c.extraction: extraction_settings(training_for(sweep, c)) for c in configurations}
     units, content = {}, {}
     for unit in inventory.units(sweep):
         fingerprint = unit.fingerprint
-        units[unit.name] = UnitSpec(key=cache_key(fingerprint, model_fingerprint, extraction_settings(sweep.training)),
-                                    data_fingerprint=fingerprint, positives=[str(p) for p in unit.positives],
-                                    negatives=[str(p) for p in unit.negatives])
+        for variant, extraction in variants.items():
+            units[unit_name(unit.name, variant)] = UnitSpec(
+                key=cache_key(fingerprint, model_fingerprint, extraction), data_fingerprint=fingerprint,
+                positives=[str(p) for p in unit.positives], negatives=[str(p) for p in unit.negatives],
+                extraction=extraction if variant else None)
         for path in (*unit.positives, *unit.negatives):
             if str(path) not in content:
                 content[str(path)] = content_fingerprint(path)
@@ -51,7 +65,7 @@ def plan_manifest(sweep_path: Path, data: Path | None, model: Path | None, dedup
         model=ModelSpec(model=str(model_files.model), labels=str(model_files.labels), sha256=model_fingerprint),
         units=units,
         clip_content=content,
-        configurations=expand(sweep, dedupe),
+        configurations=configurations,
     )
     return record, sweep
 

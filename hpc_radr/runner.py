@@ -28,12 +28,13 @@ from pathlib import Path
 import submitit
 
 from hpc_radr import clip_store, embedding_cache
-from hpc_radr.datasets import TEST_UNIT, content_fingerprint
+from hpc_radr.datasets import content_fingerprint
 from hpc_radr.errors import HpcRadrError
 from hpc_radr.manifest import Manifest, load
 from hpc_radr.results import has_result, write_failure, write_result
 from hpc_radr.run_dir import RunDir, RunDirError
 from hpc_radr.storage import FULL, describe, storage_error
+from hpc_radr.sweep import training_for
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
                    "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
@@ -118,19 +119,25 @@ def _extract(manifest: Manifest, clips: list[clip_store.Clip], workers: int | No
     from hpc_radr.birdnet.embeddings import extract_clips
     from hpc_radr.birdnet.runtime import import_birdnet
 
-    settings = manifest.sweep.training
     workers = workers or worker_cpus()
     started = time.perf_counter()
     import_birdnet()  # TensorFlow's import, timed apart from extraction
     import_s = time.perf_counter() - started
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
-    found_rows = extract_clips([c.path for c in clips], manifest.model, settings.crop_mode, settings.overlap, workers)
-    extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
-    clip_store.ClipStore(manifest.run_dir).add(
-        [c.key for c in clips], [r.x for r in found_rows], [r.cpu_s for r in found_rows],
-        {"workers": workers, "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
-         "host": socket.gethostname(), "pid": os.getpid(),
-         "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    groups: dict[tuple, list[clip_store.Clip]] = {}
+    for clip in clips:  # one shard per extraction setting (a sweep with crop_mode or overlap axes has several)
+        groups.setdefault(clip.extraction, []).append(clip)
+    for extraction, group in groups.items():
+        settings = dict(extraction)
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        found_rows = extract_clips([c.path for c in group], manifest.model, settings["crop_mode"],
+                                   settings["overlap"], workers)
+        extract_s, extract_cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu_started
+        clip_store.ClipStore(manifest.run_dir).add(
+            [c.key for c in group], [r.x for r in found_rows], [r.cpu_s for r in found_rows],
+            {"workers": workers, "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
+             "extraction": settings, "host": socket.gethostname(), "pid": os.getpid(),
+             "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        import_s = 0.0  # paid once, by the first shard
 
 
 def _cpu_seconds() -> float:
@@ -196,14 +203,15 @@ def _train_one(manifest: Manifest, session: _Session, run_id: str) -> None:
     """One run: its embeddings, BirdNET's training and evaluation, its model and its whole result file."""
     from hpc_radr.birdnet import runtime, training
 
-    run_dir, config, settings = manifest.run_dir, manifest.run(run_id), manifest.sweep.training
+    run_dir, config = manifest.run_dir, manifest.run(run_id)
+    settings, (train_unit, test_unit) = training_for(manifest.sweep, config), manifest.units_of(config)
     log = run_dir.log(run_id)
     begun = datetime.now(UTC).isoformat(timespec="seconds")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         load_started, cpu_started = time.perf_counter(), time.process_time()
-        train_set = ensure_embeddings(manifest, config.dataset)
-        test_set = ensure_embeddings(manifest, TEST_UNIT)
+        train_set = ensure_embeddings(manifest, train_unit)
+        test_set = ensure_embeddings(manifest, test_unit)
         load_s = time.perf_counter() - load_started
         outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
     outcome["timings"].update(cache_load_s=load_s, process_import_s=session.import_s,

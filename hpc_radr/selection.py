@@ -1,6 +1,7 @@
 """Which classifier to export from a merged table (``collect.merge``), decided on validation metrics only.
 
-A *configuration* here is a grid point (dataset, upsampling mode and ratio, focal loss) with all its seeds. The
+A *configuration* here is a grid point (dataset, upsampling mode and ratio, focal loss, the sweep's training
+axes) with all its seeds. The
 chosen one has the highest validation AUPRC (``val_auprc``: BirdNET's validation AUPRC at the best epoch, the
 epoch whose weights it keeps) averaged over its seeds. Only configurations whose every seed completed compete:
 one lucky seed of an unfinished configuration must not beat three finished ones. Ties (the ratio-0.0 rows of every
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from hpc_radr.collect import GRID_COLUMNS
+from hpc_radr.collect import grid_columns
 from hpc_radr.errors import HpcRadrError
 
 METRIC = "val_auprc"
@@ -46,8 +47,9 @@ class Choice:
 
 def _settings(table: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
     """Each configuration with its rows, in the order the sweep lists them."""
-    groups = table.sort_values("index").groupby(GRID_COLUMNS, sort=False)
-    return [(dict(zip(GRID_COLUMNS, key, strict=True)), rows) for key, rows in groups]
+    columns = grid_columns(table)
+    groups = table.sort_values("index").groupby(columns, sort=False)
+    return [(dict(zip(columns, key, strict=True)), rows) for key, rows in groups]
 
 
 def _plain(setting: dict) -> dict:

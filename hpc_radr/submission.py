@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_radr.clip_store import ClipStore, clip_keys, sweep_clips, unit_rows
-from hpc_radr.datasets import TEST_UNIT
 from hpc_radr.latest import DEFAULT_RUNS_ROOT
 from hpc_radr.locks import locked
 from hpc_radr.manifest import Manifest, freeze
@@ -49,7 +48,7 @@ def remaining(manifest: Manifest, force: bool = False, exclude: set[str] = froze
         if config.run_id in exclude:
             continue
         (done if has_result(run_dir, config.run_id) and not force else pending).append(config.run_id)
-    needed = {manifest.run(r).dataset for r in pending} | ({TEST_UNIT} if pending else set())
+    needed = {unit for r in pending for unit in manifest.units_of(manifest.run(r))}
     uncached = [name for name, spec in manifest.units.items()
                 if name in needed and not run_dir.cache_file(spec.key).exists()]
     if not uncached:

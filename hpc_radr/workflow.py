@@ -30,14 +30,14 @@ from hpc_radr.job_plan import (
     plan_jobs,
     shards,
 )
-from hpc_radr.manifest import Manifest, ManifestRecord, freeze, load
+from hpc_radr.manifest import Manifest, ManifestRecord, freeze, load, unit_name
 from hpc_radr.results import ACTIVE
 from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 from hpc_radr.storage import check_writable
 from hpc_radr.submission import Work, remaining, submission_lock
 from hpc_radr.submission_log import record_submission
-from hpc_radr.sweep import unique_runs
+from hpc_radr.sweep import training_for, unique_runs
 
 
 @dataclass
@@ -149,10 +149,10 @@ def calibrate(record: ManifestRecord, calibrate_from: Path | None, workers: int,
     work = whole_sweep(record)
     clips = [clip.path for clip in sweep_clips(work.manifest, clip_keys(work.manifest))]
     sweep = work.manifest.sweep
-    largest = max((sum(samples_per_epoch(len(record.units[c.dataset].positives),
-                                         len(record.units[c.dataset].negatives), sweep.training.val_split,
-                                         c.upsampling_ratio)) for c in unique_runs(record.configurations)),
-                  default=8)
+    units = [(record.units[unit_name(c.dataset, c.extraction)], training_for(sweep, c), c)
+             for c in unique_runs(record.configurations)]
+    largest = max((sum(samples_per_epoch(len(unit.positives), len(unit.negatives), settings.val_split,
+                                         c.upsampling_ratio)) for unit, settings, c in units), default=8)
     model = ModelFiles(Path(record.model.model), Path(record.model.labels))
     return probe(clips, model, sweep.training, largest, workers, threads)
 

@@ -27,6 +27,7 @@ from scipy.special import stdtr, stdtrit  # t distribution and quantile: scipy.s
 
 from hpc_radr import operating_points as op
 from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, operating_point_columns, summarize
+from hpc_radr.errors import HpcRadrError
 from hpc_radr.estimate import estimate_against_actual
 from hpc_radr.manifest import Manifest
 from hpc_radr.report.bootstrap import Bootstrap
@@ -39,6 +40,10 @@ NO_UPSAMPLING = "none"
 # best_epoch at or below this means early stopping kept (nearly) the initial weights.
 DEGENERATE_BEST_EPOCH = 2
 MAX_SEEDS_SHOWN = 1000  # "seeds needed" beyond this is shown as more than it
+
+
+class ReportError(HpcRadrError, ValueError):
+    """A sweep the report cannot analyse yet."""
 
 VERDICTS = {
     "detects_better": "detects better (AUPRC or recall at the fixed precision raised)",
@@ -530,6 +535,10 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
             scores: dict[str, RunScores] | None = None) -> Analysis:
     """The whole analysis of a merged table (``hpc_radr.collect.merge``) and the runs' kept per-clip scores
     (``hpc_radr.collect.kept_scores``; without them there are no bootstrap intervals)."""
+    if manifest.sweep.axes:
+        raise ReportError(f"the sweep varies {', '.join(manifest.sweep.axes)}: the report does not yet compare "
+                          "configurations across training axes (collect's tables and summary.csv do hold them, a "
+                          "column per axis)")
     rules = manifest.sweep.analysis
     datasets = [d.name for d in manifest.sweep.datasets]
     metrics = effect_metrics(rules)

@@ -1,0 +1,73 @@
+"""Training settings as sweep axes (issue #13): expansion order, shared runs by meaning, and refusals."""
+
+import pytest
+
+from hpc_radr.manifest import apply_overrides
+from hpc_radr.sweep import SweepError, expand, parse_sweep, training_for, unique_runs
+
+BASE = """name = "axes"
+[[datasets]]
+name = "d"
+tiers = ["high"]
+[grid]
+upsampling_modes = ["linear"]
+upsampling_ratios = [0.0]
+focal_loss = [false, true]
+seeds = [1, 2]
+"""
+
+
+def test_axes_expand_between_focal_loss_and_seed_in_a_fixed_order():
+    # written in another order than TRAINING_AXES: the expansion order does not follow the file
+    sweep = parse_sweep(BASE + "dropout = [0.0, 0.25]\nhidden_units = [0, 512]\n", "s.toml")
+    configs = expand(sweep)
+    assert len(configs) == 2 * 2 * 2 * 2
+    assert list(configs[0].settings) == ["hidden_units", "dropout"]
+    assert [(c.focal_loss, c.settings["hidden_units"], c.settings["dropout"], c.seed) for c in configs[:5]] == [
+        (False, 0, 0.0, 1), (False, 0, 0.0, 2), (False, 0, 0.25, 1), (False, 0, 0.25, 2), (False, 512, 0.0, 1)]
+    assert configs[2].run_id == "d__none-0__bce__hidden0__dropout0.25__seed1"
+    assert training_for(sweep, configs[4]).hidden_units == 512
+    assert training_for(sweep, configs[4]).dropout == 0.0
+
+
+def test_focal_gamma_is_one_run_while_focal_loss_is_off():
+    sweep = parse_sweep(BASE + "focal_loss_gamma = [1.0, 2.0, 4.0]\n", "s.toml")
+    configs = expand(sweep)
+    runs = unique_runs(configs)
+    assert len(configs) == 12
+    assert len(runs) == 2 + 3 * 2  # off: one run per seed; on: one per gamma and seed
+    assert {c.run_id for c in configs if not c.focal_loss} == {"d__none-0__bce__seed1", "d__none-0__bce__seed2"}
+    assert len({c.run_id for c in expand(sweep, dedupe=False)}) == 12
+
+
+@pytest.mark.parametrize(("grid", "expected"), [
+    ("mixup = [true, false]", "mixup' cannot be a sweep axis: BirdNET 2.4 applies mixup only to multi-label"),
+    ("evaluation = ['held_out', 'birdnet']", "'evaluation' cannot be a sweep axis"),
+    ("hidden_layers = [1, 2]", "'hidden_layers' is not a setting that can be swept"),
+    ("dropout = [0.1, 1.5]", "grid.dropout: 1.5 is not allowed"),
+    ("crop_mode = ['center', 'middle']", "grid.crop_mode: 'middle' is not allowed"),
+    ("hidden_units = []", "grid.hidden_units"),
+    ("batch_size = [32, 32]", "must not repeat"),
+])
+def test_bad_axes_are_refused_with_file_field_and_value(grid, expected):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(BASE + grid + "\n", "my_sweep.toml")
+    assert "my_sweep.toml" in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_a_setting_is_swept_or_fixed_not_both_and_the_baseline_names_grid_values():
+    with pytest.raises(SweepError, match="dropout: set both in \\[grid\\] and in \\[training\\]"):
+        parse_sweep(BASE + "dropout = [0.0, 0.5]\n[training]\ndropout = 0.1\n", "s.toml")
+    with pytest.raises(SweepError, match="baseline.hidden_units: 256 is not among grid.hidden_units"):
+        parse_sweep(BASE + "hidden_units = [0, 512]\n[baseline]\nhidden_units = 256\n", "s.toml")
+    with pytest.raises(SweepError, match="baseline.dropout: not an axis of this grid"):
+        parse_sweep(BASE + "[baseline]\ndropout = 0.0\n", "s.toml")
+    sweep = parse_sweep(BASE + "hidden_units = [0, 512]\n[baseline]\nhidden_units = 0\n", "s.toml")
+    assert sweep.baseline_values() == {"upsampling_ratio": 0.0, "focal_loss": False, "hidden_units": 0}
+
+
+def test_an_option_cannot_override_a_swept_setting():
+    sweep = parse_sweep(BASE + "epochs = [5, 10]\n", "s.toml")
+    with pytest.raises(SweepError, match="--epochs: 'epochs' is an axis of this sweep"):
+        apply_overrides(sweep, {"epochs": 3})
