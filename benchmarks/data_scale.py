@@ -158,6 +158,12 @@ def _drawn(ctx: dict, name: str, factor: int, real: dict, data: Path, log: Calla
             "extraction": extraction, **_train_and_collect(ctx, name, run_dir, manifest, log)}
 
 
+def _peak(task: dict) -> float:
+    """A measured command's peak memory (MB): the larger of its tree's sampled summed RSS and its largest
+    process's ru_maxrss (a short peak can fall between two 0.1-s samples; the kernel's high-water mark cannot)."""
+    return max(task["tree_peak_rss_mb"] or 0.0, task["max_rss_mb"])
+
+
 def phases(size: dict) -> dict[str, dict]:
     """CPU-seconds and peak memory (MB) of every phase of one size. Upsampling and fit read from the result
     files (process CPU per phase; the fit without its upsampling); memory: the training task's high-water mark
@@ -171,8 +177,8 @@ def phases(size: dict) -> dict[str, dict]:
         found[f"fit {mode}"] = {"cpu_s": fit, "peak_rss_mb": t["peak_rss_after_fit_mb"],
                                 "per_epoch_cpu_s": fit / run["epochs_run"]}
         found[f"evaluate {mode}"] = {"cpu_s": t["evaluate_cpu_s"], "peak_rss_mb": t["peak_rss_after_evaluate_mb"]}
-        found[f"training task {mode}"] = {"cpu_s": run["task"]["cpu_s"], "peak_rss_mb": run["task"]["tree_peak_rss_mb"]}
-    found["collect"] = {"cpu_s": size["collect"]["cpu_s"], "peak_rss_mb": size["collect"]["tree_peak_rss_mb"]}
+        found[f"training task {mode}"] = {"cpu_s": run["task"]["cpu_s"], "peak_rss_mb": _peak(run["task"])}
+    found["collect"] = {"cpu_s": size["collect"]["cpu_s"], "peak_rss_mb": _peak(size["collect"])}
     return found
 
 
@@ -208,13 +214,13 @@ def growth(sizes: dict[str, dict], low: str, high: str) -> dict:
 
 def memory_model(sizes: dict[str, dict], low: str, high: str) -> dict:
     """Peak memory per job kind as a line in the data size, through the two largest sizes: what job_plan's
-    memory defaults are derived from. Training: the largest training task's tree RSS per training sample;
+    memory defaults are derived from. Training: the largest training task's peak (``_peak``) per training sample;
     collect: its RSS per training sample (result files grow with the test and validation scores); extraction:
     per clip of a task (measured at ``low``, the last real size)."""
     model = {}
     n = {k: sum(sizes[k]["dataset"].values()) for k in (low, high)}
-    for kind, value in (("train", lambda s: max(r["task"]["tree_peak_rss_mb"] for r in s["runs"].values())),
-                        ("collect", lambda s: s["collect"]["tree_peak_rss_mb"])):
+    for kind, value in (("train", lambda s: max(_peak(r["task"]) for r in s["runs"].values())),
+                        ("collect", lambda s: _peak(s["collect"]))):
         y_low, y_high = value(sizes[low]), value(sizes[high])
         slope = (y_high - y_low) / (n[high] - n[low])
         model[kind] = {"per_sample_mb": slope, "base_mb": y_low - slope * n[low], "at": {low: y_low, high: y_high},

@@ -291,7 +291,8 @@ def data_scale_tables(section: dict) -> list[str]:
              "from the result file's process-CPU timings; fit without its upsampling), extraction with "
              "`run-task --first-clip` (2 workers), then `hpc-radr collect`. Memory: the training process's peak "
              "RSS at the end of the phase (kernel high-water mark); extraction, collect and the training task: "
-             "summed RSS of the process tree, sampled.", ""]
+             "summed RSS of the process tree, sampled every 0.1 s, or the largest process's ru_maxrss when "
+             "larger.", ""]
     for name, size in sizes.items():
         lines.append(f"- **{name}**: {size['dataset']['positives']:,} positives + {size['dataset']['negatives']:,} "
                      f"negatives for training, {size['test']['positives']:,} + {size['test']['negatives']:,} test; "
@@ -328,8 +329,8 @@ def data_scale_tables(section: dict) -> list[str]:
               f"{grown['smote_share_target']:.0%}: {'met' if grown['smote_share_met'] else 'NOT met'}); against a "
               f"fit of the sweep's {grown.get('sweep_epochs')} epochs (per-epoch CPU x epochs, extrapolated): "
               f"{_f(None if sweep_share is None else sweep_share * 100, 1)}%. "
-              f"From 1x to 10x the largest exponent was {_f(section['growth_1x_10x']['max_exponent'])} "
-              "(fixed costs dominate small sizes).", ""]
+              f"From 1x to 10x the largest exponent was {_f(section['growth_1x_10x']['max_exponent'])} (the other "
+              "phases' fixed costs, TensorFlow's start and Keras' graph building, weigh most at small sizes).", ""]
     model = section["memory_model"]
     lines += ["Peak memory as a line in the training samples (through the two largest sizes): training task "
               f"{_f(model['train']['base_mb'], 0)} MB + {_f(model['train']['per_sample_mb'] * 1000, 2)} MB per "
