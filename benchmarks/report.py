@@ -329,8 +329,9 @@ def data_scale_tables(section: dict) -> list[str]:
               f"{grown['smote_share_target']:.0%}: {'met' if grown['smote_share_met'] else 'NOT met'}); against a "
               f"fit of the sweep's {grown.get('sweep_epochs')} epochs (per-epoch CPU x epochs, extrapolated): "
               f"{_f(None if sweep_share is None else sweep_share * 100, 1)}%. "
-              f"From 1x to 10x the largest exponent was {_f(section['growth_1x_10x']['max_exponent'])} (the other "
-              "phases' fixed costs, TensorFlow's start and Keras' graph building, weigh most at small sizes).", ""]
+              f"From 1x to 10x the largest exponent was {_f(section['growth_1x_10x']['max_exponent'])} (fixed costs, "
+              "TensorFlow's start and Keras' graph building, weigh most at small sizes, so most phases grow less "
+              "than linearly there).", ""]
     model = section["memory_model"]
     lines += ["Peak memory as a line in the training samples (through the two largest sizes): training task "
               f"{_f(model['train']['base_mb'], 0)} MB + {_f(model['train']['per_sample_mb'] * 1000, 2)} MB per "

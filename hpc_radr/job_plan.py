@@ -37,16 +37,21 @@ from hpc_radr.errors import HpcRadrError
 DEFAULT_MEM_GB = 4.0
 COLLECT_MEM_GB = 2.0
 
-# Peak memory as a line in the data size, from benchmarks/results/data-scale (summed RSS of the task's processes
-# at 10x and 100x the demo's training size; "samples": the clips of the sweep's largest embedding unit, the
-# training set a task holds, with the test set growing alongside). HEADROOM multiplies the line: the measurement
-# is CPU-only and on one machine (training on GPU nodes adds CUDA's host memory), and a task killed for memory
-# loses its whole run. Extraction's line is the summed RSS of its worker processes, which counts their shared
-# pages once per worker (a cgroup charges them once: about half, measured as PSS), so it needs less.
-TRAIN_BASE_MB, TRAIN_PER_SAMPLE_MB = 800.0, 0.03
-COLLECT_BASE_MB, COLLECT_PER_SAMPLE_MB = 200.0, 0.01
-# An extraction task: a base, each extraction worker (one per CPU) and the rows of its clips.
-EMBED_BASE_MB, EMBED_PER_CPU_MB, EMBED_PER_CLIP_MB = 250.0, 500.0, 0.01
+# Peak memory as a line in the data size, measured (benchmarks/results/data-scale, 2026-12-05): the peak of a
+# training task and of collect at 10x and 100x the demo's training size (2,720 and 27,200 clips; 100x: embeddings
+# drawn from real ones, 7,200 positives and 20,000 negatives), "samples" being the clips of the sweep's largest
+# embedding unit, with the test set growing alongside. Training 855 and 1,342 MB: 800 MB + 0.020 MB per sample;
+# collect 299 and 633 MB: 260 MB + 0.014 MB per sample. An extraction task (summed RSS of its processes): 1,757 MB
+# with 396 clips and 1,787 MB with 3,960 on 2 CPUs, 2,786 MB on 4 CPUs (benchmarks/results/latest.md): 720 MB
+# + 520 MB per CPU (one extraction worker each) + 0.0085 MB per clip of the task.
+# HEADROOM multiplies the line: the measurement is CPU-only and on one machine (training on GPU nodes adds CUDA's
+# host memory), and a task killed for memory loses its whole run. Extraction's line sums the RSS of its worker
+# processes, which counts their shared pages once per worker (a cgroup charges them once: about half, PSS), so it
+# needs less. With these, the train default passes its 4 GB floor at about 62,000 clips (230x the demo) and 8 GB
+# at about 160,000.
+TRAIN_BASE_MB, TRAIN_PER_SAMPLE_MB = 800.0, 0.020
+COLLECT_BASE_MB, COLLECT_PER_SAMPLE_MB = 260.0, 0.014
+EMBED_BASE_MB, EMBED_PER_CPU_MB, EMBED_PER_CLIP_MB = 720.0, 520.0, 0.0085
 HEADROOM = {"train": 2.0, "collect": 2.0, "embed": 1.3}
 
 
