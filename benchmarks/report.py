@@ -106,7 +106,7 @@ def markdown(results: dict) -> str:
              f"{m['os']}, Python {m['python']}; load average at start {load}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
              f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", ""]
-    if set(s) - {"upsampling", "estimate"}:
+    if set(s) - {"upsampling", "estimate", "data-scale"}:  # those describe their own data and epochs
         lines += [f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
                   f"{results['numba_cache_dir']} (warm, shared by both sides).", ""]
     lines += ["CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
