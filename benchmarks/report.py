@@ -61,6 +61,15 @@ def targets(results: dict) -> list[dict]:
                 rows.append({"target": f"estimate ({source}) vs measured {'CPU-hours' if what == 'cpu' else 'wall'}"
                              f", {name}", "value": error * 100, "limit": 30, "unit": "% off",
                              "met": error <= s["estimate"]["tolerance"]})
+    grown = _get(s, "data-scale", "growth")
+    if grown:
+        rows.append({"target": f"largest growth exponent of CPU, {grown['from']} -> {grown['to']} (measured phases)",
+                     "value": grown["max_exponent"], "limit": grown["exponent_target"], "unit": "", "op": "<=",
+                     "met": grown["exponents_met"]})
+        share = grown["smote_share_of_fit"]
+        rows.append({"target": f"smote upsampling / its fit, CPU, at {grown['to']}",
+                     "value": None if share is None else share * 100, "limit": grown["smote_share_target"] * 100,
+                     "unit": "%", "op": "<=", "met": grown["smote_share_met"]})
     if cli.get("no_tensorflow"):
         clean = all(not any(p["sys_modules"][m] for m in ("tensorflow", "keras", "birdnet_analyzer"))
                     and not p["importtime_tensorflow"] for p in cli["no_tensorflow"].values())
@@ -97,13 +106,14 @@ def markdown(results: dict) -> str:
              f"{m['os']}, Python {m['python']}; load average at start {load}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
              f"Code: {m['git_commit'][:12]}{' with uncommitted changes' if m['git_dirty'] else ''}.", ""]
-    if set(s) - {"upsampling", "estimate"}:
+    if set(s) - {"upsampling", "estimate", "data-scale"}:  # those describe their own data and epochs
         lines += [f"Data: synthetic demo data {results['demo_size']}, {results['epochs']} epochs; NUMBA_CACHE_DIR "
                   f"{results['numba_cache_dir']} (warm, shared by both sides).", ""]
     lines += ["CPU-seconds: user + system of every process of a command's tree (kernel accounting, `wait4`). "
               "\"Other load\": CPU-seconds other processes used on the machine meanwhile (inflates wall times).", ""]
     rows = [[t["target"], f"{_f(t['value'])} {t['unit']}".strip(),
-             f"{'>=' if 'naive' in t['target'] else '<=' if 'floor' in t['target'] else '<'} {t['limit']}"
+             f"{t.get('op') or ('>=' if 'naive' in t['target'] else '<=' if 'floor' in t['target'] else '<')} "
+             f"{t['limit']}"
              if not isinstance(t["limit"], bool) else "yes", {True: "met", False: "NOT met", None: "-"}[t["met"]]]
             for t in targets(results)]
     if rows:
@@ -234,6 +244,8 @@ def markdown(results: dict) -> str:
         lines += _upsampling(s["upsampling"])
     if s.get("estimate"):
         lines += _estimate(s["estimate"])
+    if s.get("data-scale"):
+        lines += data_scale_tables(s["data-scale"])
     lines += ["## Time per section", ""]
     lines += _table(["section", "minutes"], [[k, _f(v / 60, 1)] for k, v in results["section_seconds"].items()])
     return "\n".join(lines)
@@ -262,6 +274,71 @@ def _estimate(section: dict) -> list[str]:
     return lines + _table(["sweep", "clips", "runs", "calibration (its cost)", "CPU-s estimated / measured",
                            "off", "wall s estimated / measured", "off", "stated uncertainty",
                            "within 30%"], rows) + [""]
+
+
+def _mb(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def data_scale_tables(section: dict) -> list[str]:
+    """Every phase at 1x, 10x and 100x: CPU-seconds, peak memory, growth exponent from 10x to 100x."""
+    sizes, grown = section["sizes"], section["growth"]
+    names = list(sizes)
+    lines = ["## At the size labs have: every phase at " + ", ".join(names), "",
+             f"Dataset `{section['dataset']}`, upsampling ratio {section['ratio']} per mode, no focal loss, seed 1, "
+             f"{section['epochs']} epochs for every size (early stopping cannot end a fit that short: fit costs "
+             "compare per epoch), `hpc-radr run-task RUN_DIR --run K --force --threads 2` per run (CPU per phase "
+             "from the result file's process-CPU timings; fit without its upsampling), extraction with "
+             "`run-task --first-clip` (2 workers), then `hpc-radr collect`. Memory: the training process's peak "
+             "RSS at the end of the phase (kernel high-water mark); extraction, collect and the training task: "
+             "summed RSS of the process tree, sampled every 0.1 s, or the largest process's ru_maxrss when "
+             "larger.", ""]
+    for name, size in sizes.items():
+        lines.append(f"- **{name}**: {size['dataset']['positives']:,} positives + {size['dataset']['negatives']:,} "
+                     f"negatives for training, {size['test']['positives']:,} + {size['test']['negatives']:,} test; "
+                     f"{size['clips']:,} unique clips; embeddings {size['embeddings']}; extraction "
+                     f"{size['extraction']['source']}"
+                     + (f" ({size['extraction']['from']})" if "from" in size["extraction"] else "") + ".")
+    lines.append("")
+    phases = section["phases"]
+    rows = []
+    for phase in phases[names[-1]]:
+        exponent = grown["exponents"][phase]
+        cells = [phase]
+        for name in names:
+            found = phases[name].get(phase, {})
+            extrapolated = found.get("source") == "extrapolated"
+            cells.append(f"{'~' if extrapolated else ''}{_f(found.get('cpu_s'), 2)}")
+            cells.append(_mb(found.get("peak_rss_mb")))
+        cells.append(("~" if exponent["extrapolated"] else "") + _f(exponent["cpu"], 2)
+                     + (" (extrapolated)" if exponent["extrapolated"] else ""))
+        cells.append(_f(exponent["memory"], 2))
+        rows.append(cells)
+    header = ["phase"] + [h for name in names for h in (f"CPU-s {name}", f"peak MB {name}")] + [
+        f"CPU exponent {grown['from']}->{grown['to']}", "memory exponent"]
+    lines += _table(header, rows)
+    epochs = {name: sorted({r["epochs_run"] for r in sizes[name]["runs"].values()}) for name in names}
+    per_epoch = [[f"fit {mode}"] + [_f(phases[name][f"fit {mode}"]["per_epoch_cpu_s"], 3) for name in names]
+                 for mode in section["modes"]]
+    lines += [f"Epochs run: {epochs}. Fit CPU-s per epoch:", ""]
+    lines += _table(["phase"] + names, per_epoch)
+    share, sweep_share = grown["smote_share_of_fit"], grown.get("smote_share_of_sweep_epochs_fit")
+    lines += [f"Largest measured CPU exponent {grown['from']}->{grown['to']}: {_f(grown['max_exponent'])} (target "
+              f"<= {grown['exponent_target']}: {'met' if grown['exponents_met'] else 'NOT met'}). smote upsampling at "
+              f"{grown['to']}: {_f(None if share is None else share * 100, 1)}% of its fit's CPU (target <= "
+              f"{grown['smote_share_target']:.0%}: {'met' if grown['smote_share_met'] else 'NOT met'}); against a "
+              f"fit of the sweep's {grown.get('sweep_epochs')} epochs (per-epoch CPU x epochs, extrapolated): "
+              f"{_f(None if sweep_share is None else sweep_share * 100, 1)}%. "
+              f"From 1x to 10x the largest exponent was {_f(section['growth_1x_10x']['max_exponent'])} (fixed costs, "
+              "TensorFlow's start and Keras' graph building, weigh most at small sizes, so most phases grow less "
+              "than linearly there).", ""]
+    model = section["memory_model"]
+    lines += ["Peak memory as a line in the training samples (through the two largest sizes): training task "
+              f"{_f(model['train']['base_mb'], 0)} MB + {_f(model['train']['per_sample_mb'] * 1000, 2)} MB per "
+              f"1,000 samples; collect {_f(model['collect']['base_mb'], 0)} MB + "
+              f"{_f(model['collect']['per_sample_mb'] * 1000, 2)} MB per 1,000 samples; an extraction task of "
+              f"{model['embed']['clips']:,} clips {_mb(model['embed']['peak_rss_mb'])} MB.", ""]
+    return lines
 
 
 def _upsampling(up: dict) -> list[str]:

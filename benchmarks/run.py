@@ -15,6 +15,10 @@ Sections (all by default; ``--sections`` picks some):
             (benchmarks/estimate.py; about 20 min)
   upsampling  BirdNET's own upsampling against hpc-radr's exact fast one, per mode, at 2,200 / 11,000 / 27,000
             random embeddings (benchmarks/upsampling.py; BirdNET's smote at 11,000 alone takes minutes)
+  data-scale  every phase of a run (extract, upsample, fit, evaluate, collect) at 1x, 10x and 100x the demo's
+            training size, CPU-seconds and peak memory, and each phase's growth exponent from 10x to 100x
+            (benchmarks/data_scale.py; 100x embeddings drawn from the 10x real ones). Not in the default run
+            (it makes and extracts data 10x the demo's): ask for it with --sections data-scale
 
 Writes OUT/latest.json and OUT/latest.md. CPU-seconds (the kernel's accounting of every process of a command's
 tree) are the primary figure; wall times are reported beside them with the CPU other users spent meanwhile.
@@ -38,8 +42,9 @@ from benchmarks.report import write_report
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = REPO / "jobs" / "imbalance_regularization.toml"
 CONFIGURATIONS = 108
-SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory", "estimate", "upsampling")
-NEED_DEMO_DATA = {"sweep", "naive", "memory", "estimate"}
+SECTIONS = ("sweep", "naive", "overhead", "cli", "scale", "memory", "estimate", "upsampling", "data-scale")
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "data-scale")  # data-scale only when asked for
+NEED_DEMO_DATA = {"sweep", "naive", "memory", "estimate", "data-scale"}
 
 
 def log(message: str) -> None:
@@ -352,16 +357,34 @@ def section_memory(ctx: dict) -> dict:
     return result
 
 
-def section_estimate(ctx: dict) -> dict:
-    from benchmarks import estimate
+def tenfold_data(ctx: dict) -> Path:
+    """Demo data with 10x every clip count (made once per benchmark run, shared by the sections needing it)."""
     from hpc_radr.demo_data import DemoSize, generate
 
-    size = ctx["size"]
-    tenfold = DemoSize(per_tier=size.per_tier * 10, negatives=size.negatives * 10,
-                       test_per_tier=size.test_per_tier * 10, test_negatives=size.test_negatives * 10)
-    log(f"estimate: generating data 10x the demo's ({tenfold}) in {ctx['work'] / 'data-10x'}")
-    data = generate(ctx["work"] / "data-10x", tenfold)
+    if "data_10x" not in ctx:
+        size = ctx["size"]
+        tenfold = DemoSize(per_tier=size.per_tier * 10, negatives=size.negatives * 10,
+                           test_per_tier=size.test_per_tier * 10, test_negatives=size.test_negatives * 10)
+        log(f"generating data 10x the demo's ({tenfold}) in {ctx['work'] / 'data-10x'}")
+        ctx["data_10x"] = generate(ctx["work"] / "data-10x", tenfold)
+    return ctx["data_10x"]
+
+
+def section_estimate(ctx: dict) -> dict:
+    from benchmarks import estimate
+
+    data = tenfold_data(ctx)
     return estimate.run({**ctx, "repo": REPO, "hpc_radr": hpc_radr(), "log": log}, SWEEP, ctx["data"], data)
+
+
+def section_data_scale(ctx: dict) -> dict:
+    from benchmarks import data_scale
+
+    data = tenfold_data(ctx)
+    found = data_scale.run({**ctx, "repo": REPO, "hpc_radr": hpc_radr(), "sweep": SWEEP}, ctx["data"], data, log)
+    # kept beside the scratch run directories, in case rendering the report fails after the long measurement
+    (ctx["work"] / "data-scale.json").write_text(json.dumps(found, indent=2, default=str))
+    return found
 
 
 def section_upsampling(ctx: dict) -> dict:
@@ -413,8 +436,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=7, help="runs per CLI timing (median) [default: 7]")
     parser.add_argument("--scale-repeats", type=int, help="runs per scale timing [default: 7; quick: 3]")
     parser.add_argument("--overhead-runs", type=int, default=4, help="N for the N-runs-per-process figure")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {', '.join(SECTIONS)} [default: all]")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated subset of {', '.join(SECTIONS)} [default: all but data-scale]")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -465,6 +488,8 @@ def main(argv: list[str] | None = None) -> None:
             found = section_memory(ctx)
         elif name == "estimate":
             found = section_estimate(ctx)
+        elif name == "data-scale":
+            found = section_data_scale(ctx)
         else:
             found = section_upsampling(ctx)
         results["sections"][name] = found

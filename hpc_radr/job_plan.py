@@ -25,15 +25,34 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from hpc_radr.errors import HpcRadrError
 
-# Measured peaks (benchmarks/results/latest.md, "Peak memory"): a training task 0.8 GB (1.1 GB with 15,000
-# embeddings), an extraction task with 2 workers about 1.2 GB. 4 GB leaves room for TensorFlow's CUDA libraries
-# on GPU nodes, which the CPU-only measurement does not include. Every default fits a node of 2 CPUs and 8 GB.
+# The floor of the training and extraction memory defaults. Measured peaks (benchmarks/results/latest.md, "Peak
+# memory"): a training task 0.8 GB (1.1 GB with 15,000 embeddings), an extraction task with 2 workers about
+# 1.2 GB. 4 GB leaves room for TensorFlow's CUDA libraries on GPU nodes, which the CPU-only measurement does not
+# include. Every default fits a node of 2 CPUs and 8 GB. Larger data gets more (memory_default).
 DEFAULT_MEM_GB = 4.0
+COLLECT_MEM_GB = 2.0
+
+# Peak memory as a line in the data size, measured (benchmarks/results/data-scale, 2026-12-05): the peak of a
+# training task and of collect at 10x and 100x the demo's training size (2,720 and 27,200 clips; 100x: embeddings
+# drawn from real ones, 7,200 positives and 20,000 negatives), "samples" being the clips of the sweep's largest
+# embedding unit, with the test set growing alongside. Training 855 and 1,342 MB: 800 MB + 0.020 MB per sample;
+# collect 299 and 633 MB: 260 MB + 0.014 MB per sample. An extraction task (summed RSS of its processes): 1,757 MB
+# with 396 clips and 1,787 MB with 3,960 on 2 CPUs, 2,786 MB on 4 CPUs (benchmarks/results/latest.md): 720 MB
+# + 520 MB per CPU (one extraction worker each) + 0.0085 MB per clip of the task.
+# HEADROOM multiplies the line: the measurement is CPU-only and on one machine (training on GPU nodes adds CUDA's
+# host memory), and a task killed for memory loses its whole run. Extraction's line sums the RSS of its worker
+# processes, which counts their shared pages once per worker (a cgroup charges them once: about half, PSS), so it
+# needs less. With these, the train default passes its 4 GB floor at about 62,000 clips (230x the demo) and 8 GB
+# at about 160,000.
+TRAIN_BASE_MB, TRAIN_PER_SAMPLE_MB = 800.0, 0.020
+COLLECT_BASE_MB, COLLECT_PER_SAMPLE_MB = 260.0, 0.014
+EMBED_BASE_MB, EMBED_PER_CPU_MB, EMBED_PER_CLIP_MB = 720.0, 520.0, 0.0085
+HEADROOM = {"train": 2.0, "collect": 2.0, "embed": 1.3}
 
 
 class PlanError(HpcRadrError, ValueError):
@@ -79,14 +98,29 @@ OPTIONS: dict[JobKind, dict[str, str]] = {
 
 
 # The defaults of each kind (partition and GPUs are resolved in slurm_options); the command line shows these.
+# Memory here is each kind's floor: unless given (--mem-gb, --embed-mem-gb, --collect-mem-gb), it grows with the data.
 DEFAULTS = {JobKind.train: Resources(None, 2, DEFAULT_MEM_GB, 60),
             JobKind.embed: Resources(None, 2, DEFAULT_MEM_GB, 120),
-            JobKind.collect: Resources(None, 1, 2.0, 30)}
+            JobKind.collect: Resources(None, 1, COLLECT_MEM_GB, 30)}
 DEFAULT_THROTTLE = 32
 # Clips per extraction task: about 1 minute of extraction on 2 CPUs (62 ms per clip per core), so the TensorFlow
 # import (8 s) and the queue wait are a small part of each task; a 40,000-clip sweep is 20 tasks.
 DEFAULT_SHARD_CLIPS = 2000
 _TRAIN, _EMBED, _COLLECT = DEFAULTS[JobKind.train], DEFAULTS[JobKind.embed], DEFAULTS[JobKind.collect]
+
+
+def memory_default(kind: JobKind, samples: int, cpus: int = 1, clips_per_task: int = 0) -> float:
+    """The memory (GB) a job of ``kind`` asks for when the user gave none: the peak measured for that much data
+    (``samples``: clips of the sweep's largest embedding unit; extraction: ``cpus`` workers and
+    ``clips_per_task`` clips) times HEADROOM, rounded up to 0.5 GB, never below the kind's floor (DEFAULTS)."""
+    if kind is JobKind.train:
+        peak_mb = TRAIN_BASE_MB + TRAIN_PER_SAMPLE_MB * samples
+    elif kind is JobKind.collect:
+        peak_mb = COLLECT_BASE_MB + COLLECT_PER_SAMPLE_MB * samples
+    else:
+        peak_mb = EMBED_BASE_MB + EMBED_PER_CPU_MB * cpus + EMBED_PER_CLIP_MB * clips_per_task
+    wanted = math.ceil(HEADROOM[kind.value] * peak_mb / 1024 * 2) / 2
+    return max(DEFAULTS[kind].mem_gb, wanted)
 
 
 @dataclass(frozen=True)
@@ -104,29 +138,42 @@ class SlurmOptions:
     extra_sbatch: dict[str, str | bool] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)
     max_timeouts: int = 3
+    # the kinds whose memory the user did not give: plan_jobs sizes them from the data (memory_default)
+    mem_from_data: frozenset[JobKind] = frozenset()
 
     def resources(self, kind: JobKind) -> Resources:
         return {JobKind.embed: self.embed, JobKind.train: self.train, JobKind.collect: self.collect}[kind]
 
+    def sized(self, samples: int, clips_per_task: int) -> SlurmOptions:
+        """These options with the memory of every kind in ``mem_from_data`` derived from the data's size."""
+        changed = {kind.value: replace(self.resources(kind), mem_gb=memory_default(
+            kind, samples, self.resources(kind).cpus, clips_per_task)) for kind in self.mem_from_data}
+        return replace(self, **changed)
+
 
 def slurm_options(partition: str | None = None, gpus: int | None = None, cpus: int = _TRAIN.cpus,
-                  mem_gb: float = _TRAIN.mem_gb, time_min: int = _TRAIN.time_min, *,
+                  mem_gb: float | None = None, time_min: int = _TRAIN.time_min, *,
                   cpu_partition: str | None = None, embed_partition: str | None = None,
-                  embed_cpus: int = _EMBED.cpus, embed_mem_gb: float = _EMBED.mem_gb,
+                  embed_cpus: int = _EMBED.cpus, embed_mem_gb: float | None = None,
                   embed_time_min: int = _EMBED.time_min, collect_partition: str | None = None,
-                  collect_cpus: int = _COLLECT.cpus, collect_mem_gb: float = _COLLECT.mem_gb,
+                  collect_cpus: int = _COLLECT.cpus, collect_mem_gb: float | None = None,
                   collect_time_min: int = _COLLECT.time_min, **site) -> SlurmOptions:
     """Options from the command line's values, with the defaults resolved.
 
     ``gpus`` None: 1 on a training partition named like "gpu", else 0. CPU-only jobs (embedding, collect) go to
-    their own partition, else to ``cpu_partition``, else to the training partition."""
+    their own partition, else to ``cpu_partition``, else to the training partition. A memory of None: sized from
+    the data when the jobs are planned (at least the kind's floor in DEFAULTS); a given memory always wins."""
     if gpus is None:
         gpus = 1 if partition and "gpu" in partition.lower() else 0
+    chosen = {JobKind.train: mem_gb, JobKind.embed: embed_mem_gb, JobKind.collect: collect_mem_gb}
+    mem = {kind: DEFAULTS[kind].mem_gb if value is None else value for kind, value in chosen.items()}
     return SlurmOptions(
-        train=Resources(partition, cpus, mem_gb, time_min, gpus),
-        embed=Resources(embed_partition or cpu_partition or partition, embed_cpus, embed_mem_gb, embed_time_min),
-        collect=Resources(collect_partition or cpu_partition or partition, collect_cpus, collect_mem_gb,
+        train=Resources(partition, cpus, mem[JobKind.train], time_min, gpus),
+        embed=Resources(embed_partition or cpu_partition or partition, embed_cpus, mem[JobKind.embed],
+                        embed_time_min),
+        collect=Resources(collect_partition or cpu_partition or partition, collect_cpus, mem[JobKind.collect],
                           collect_time_min),
+        mem_from_data=frozenset(kind for kind, value in chosen.items() if value is None),
         **site)
 
 
@@ -254,15 +301,17 @@ def shards(missing_clips: list[int], clip_count: int, shard_clips: int,
 
 
 def plan_jobs(sweep: str, missing_clips: list[int], clip_count: int, runs: list[str], options: SlurmOptions,
-              array_limit: int, submit_limit: int | None = None) -> JobPlan:
+              array_limit: int, submit_limit: int | None = None, samples: int = 0) -> JobPlan:
     """The jobs that extract the clips at positions ``missing_clips`` of the sweep's ``clip_count`` clips, train
     ``runs`` and collect, in submission order.
 
     ``array_limit`` is the cluster's MaxArraySize (the largest array index plus one); ``submit_limit`` how many
-    more jobs the user may submit (None: no limit known)."""
+    more jobs the user may submit (None: no limit known); ``samples`` the clips of the sweep's largest embedding
+    unit, which sizes the memory the user did not give (``SlurmOptions.sized``)."""
     if array_limit < 1:
         raise PlanError(f"MaxArraySize {array_limit}: must be at least 1")
     size, found = shards(missing_clips, clip_count, options.embed_shard_clips, array_limit)
+    options = options.sized(samples, min(size, clip_count))
     jobs: list[PlannedJob] = []
     if found:
         ranges = tuple((f"{start}:{stop}",) for start, stop in found)

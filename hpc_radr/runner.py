@@ -213,8 +213,9 @@ def _train_one(manifest: Manifest, session: _Session, run_id: str) -> None:
         train_set = ensure_embeddings(manifest, train_unit)
         test_set = ensure_embeddings(manifest, test_unit)
         load_s = time.perf_counter() - load_started
+        load_cpu_s = time.process_time() - cpu_started
         outcome = training.train_and_evaluate(config, settings, train_set, test_set, run_dir.model(run_id))
-    outcome["timings"].update(cache_load_s=load_s, process_import_s=session.import_s,
+    outcome["timings"].update(cache_load_s=load_s, cache_load_cpu_s=load_cpu_s, process_import_s=session.import_s,
                               run_cpu_s=time.process_time() - cpu_started)
     write_result(run_dir, run_id, {
         "configuration": config.as_dict(),

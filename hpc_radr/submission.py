@@ -27,6 +27,11 @@ class Work:
     done_runs: list[str]
 
 
+def largest_unit(manifest: Manifest) -> int:
+    """Clips of the sweep's largest embedding unit: the most a task holds in memory, which sizes memory defaults."""
+    return max((len(u.positives) + len(u.negatives) for u in manifest.units.values()), default=0)
+
+
 def prepare(sweep: Path, run_dir: Path | None, data: Path | None, model: Path | None, dedupe: bool,
             overrides: dict, write: bool = True) -> Manifest:
     """Validate the sweep, data and model against the run directory, and with ``write`` freeze the manifest.

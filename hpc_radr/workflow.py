@@ -35,7 +35,7 @@ from hpc_radr.results import ACTIVE
 from hpc_radr.run_dir import RunDir
 from hpc_radr.status import status
 from hpc_radr.storage import check_writable
-from hpc_radr.submission import Work, remaining, submission_lock
+from hpc_radr.submission import Work, largest_unit, remaining, submission_lock
 from hpc_radr.submission_log import record_submission
 from hpc_radr.sweep import training_for, unique_runs
 
@@ -99,7 +99,7 @@ def submit_slurm(manifest: Manifest, options: SlurmOptions, force: bool = False,
         frozen = manifest.run_dir.manifest.exists()
         work = remaining(manifest, force, exclude=active_runs(manifest) if frozen else set())
         plan = plan_jobs(manifest.sweep.name, work.missing_clips, work.clip_count, work.pending_runs, options,
-                         site.max_array_size, site.submit_limit)
+                         site.max_array_size, site.submit_limit, samples=largest_unit(manifest))
         return work, plan
 
     work, plan = planned()
@@ -207,7 +207,7 @@ def estimate_cost(work: Work, executor: str, workers: int, options: SlurmOptions
         capacity = local_capacity(work, workers, options.embed_shard_clips)
     else:
         plan = plan_jobs(manifest.sweep.name, work.missing_clips, work.clip_count, work.pending_runs, options,
-                         slurm_site.DEFAULT_MAX_ARRAY_SIZE)
+                         slurm_site.DEFAULT_MAX_ARRAY_SIZE, samples=largest_unit(manifest))
         capacity = slurm_capacity(work, plan, options)
     calibration = calibrate(manifest.record, calibrate_from, capacity.embed_cpus, capacity.train_cpus)
     return estimate(manifest.record, manifest.sweep, calibration, capacity,

@@ -188,3 +188,34 @@ def test_the_clusters_limits_are_read_from_recorded_output():
     assert parse_limit("normal|3\n", QOS_TABLE, "limited") == 3  # the association's own limit is smaller
     with pytest.raises(SiteUnreadable, match="MaxArraySize"):
         parse_config("ClusterName = x\n")
+
+
+def _memory(plan) -> dict:
+    return {job.kind: job.resources.mem_gb for job in plan.jobs}
+
+
+def test_memory_defaults_hold_their_floor_at_the_demo_size():
+    """The demo's largest unit (272 clips): the defaults are what they always were (the golden scripts pin them)."""
+    plan = plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(), 1001, samples=272)
+    assert _memory(plan) == {JobKind.embed: 4.0, JobKind.train: 4.0, JobKind.collect: 2.0}
+    assert _memory(plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(), 1001)) == _memory(plan)
+
+
+def test_memory_defaults_grow_with_the_data():
+    small = _memory(plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(), 1001, samples=272))
+    large = _memory(plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(), 1001, samples=2_000_000))
+    assert large[JobKind.train] > small[JobKind.train] and large[JobKind.collect] > small[JobKind.collect]
+    many_cpus = _memory(plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(embed_cpus=16), 1001))
+    assert many_cpus[JobKind.embed] > small[JobKind.embed]
+    for kind, mem in large.items():  # whole half-gigabytes, as Slurm's --mem shows them
+        assert mem * 2 == int(mem * 2), kind
+
+
+def test_a_given_memory_always_wins():
+    options = slurm_options(mem_gb=1.5, embed_mem_gb=3, collect_mem_gb=0.5, embed_cpus=16)
+    for samples in (0, 272, 2_000_000):
+        plan = plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], options, 1001, samples=samples)
+        assert _memory(plan) == {JobKind.embed: 3.0, JobKind.train: 1.5, JobKind.collect: 0.5}
+    # one kind given, the others still from the data
+    plan = plan_jobs("s", CLIPS, len(CLIPS), RUNS[:3], slurm_options(mem_gb=1.5), 1001, samples=2_000_000)
+    assert _memory(plan)[JobKind.train] == 1.5 and _memory(plan)[JobKind.collect] > 2.0

@@ -56,6 +56,16 @@ def test_upsampling_really_adds_positives(trained_run):
         assert upsampled["implementation"] == "fast" and upsampled["called"] == (ratio > 0)
         assert upsampled.get("synthetic", 0) == after["positive"] - before["positive"]
         assert (record["timings"]["upsample_s"] > 0) == (ratio > 0)
+        assert (record["timings"]["upsample_cpu_s"] > 0) == (ratio > 0)
+
+
+def test_every_phase_records_process_cpu(trained_run):
+    """CPU-seconds per phase beside the wall times, so a benchmark can read them from a result file."""
+    for record in results(trained_run).values():
+        timings = record["timings"]
+        for phase in ("fit", "upsample", "evaluate", "export", "cache_load"):
+            assert f"{phase}_s" in timings and timings[f"{phase}_cpu_s"] >= 0
+        assert timings["upsample_cpu_s"] <= timings["fit_cpu_s"] <= timings["run_cpu_s"]
 
 
 def test_ratio_zero_configurations_share_one_run(trained_run):

@@ -9,6 +9,7 @@ for the fit by ``hpc_radr.birdnet.upsampling``, which returns the same arrays wi
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,12 @@ from hpc_radr.birdnet import upsampling as fast
 from hpc_radr.embedding_cache import Embeddings
 from hpc_radr.results import RunScores
 from hpc_radr.sweep import Configuration, TrainingSettings
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark, ru_maxrss, in MB): read at the
+    end of each phase, it tells which phase set the peak a memory request must cover."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _counts(y: np.ndarray) -> dict[str, int]:
@@ -48,7 +55,7 @@ def _observe_split_and_upsampling(model_module, implementation: str, seed: int, 
 
     def recording_upsampling(x, y, ratio=0.5, mode="repeat"):
         seen.setdefault("fit_before_upsampling", _counts(y))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if implementation == "fast":
             stats = fast.UpsamplingStats()
             x_up, y_up = fast.upsampling(x, y, ratio, mode, seed=seed, stats=stats)
@@ -56,7 +63,9 @@ def _observe_split_and_upsampling(model_module, implementation: str, seed: int, 
                              fallback_samples=stats.fallback_samples)
         else:
             x_up, y_up = upsample(x, y, ratio, mode)
-        upsampled.update(called=True, seconds=time.perf_counter() - started, synthetic=len(y_up) - len(y))
+        upsampled.update(called=True, seconds=time.perf_counter() - started,
+                         cpu_seconds=time.process_time() - cpu_started, peak_rss_mb=_peak_rss_mb(),
+                         synthetic=len(y_up) - len(y))
         seen["fit_after_upsampling"] = _counts(y_up)
         return x_up, y_up
 
@@ -85,9 +94,11 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
     held_out = settings.evaluation == "held_out"
     empty = np.array([], dtype="float32")
     validation = (empty, empty) if held_out else (test.x, test.y)
-    timings: dict[str, float] = {}
+    timings: dict[str, float | None] = {}
 
-    started = time.perf_counter()
+    # process CPU beside each wall time: a benchmark reads CPU-seconds per phase from the result file, which
+    # other people's load on a shared machine does not inflate as it does wall times
+    started, cpu_started = time.perf_counter(), time.process_time()
     classifier = bn_model.build_linear_classifier(train.y.shape[1], train.x.shape[1],
                                                   settings.hidden_units, settings.dropout)
     split: list[np.ndarray] = []
@@ -108,7 +119,11 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
             focal_loss_alpha=settings.focal_loss_alpha,
         )
     timings["fit_s"] = time.perf_counter() - started  # upsampling included
+    timings["fit_cpu_s"] = time.process_time() - cpu_started
     timings["upsample_s"] = upsampled.pop("seconds", 0.0)  # 0.0: never called (ratio 0.0)
+    timings["upsample_cpu_s"] = upsampled.pop("cpu_seconds", 0.0)
+    timings["peak_rss_after_upsample_mb"] = upsampled.pop("peak_rss_mb", None)  # None: never called
+    timings["peak_rss_after_fit_mb"] = _peak_rss_mb()
 
     counts["dataset"] = _counts(train.y)
     counts.setdefault("fit_before_upsampling", counts["dataset"])
@@ -118,7 +133,7 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
     val_loss = history.history["val_loss"]
     best = int(np.argmin(val_loss))
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     classifier.pop()  # drop the sigmoid: evaluate_model applies BirdNET's own flat_sigmoid to logits
     metrics = evaluate_model(classifier, test.x, test.y, test.labels)
     x_val, y_val = split if held_out else (test.x, test.y)
@@ -126,13 +141,16 @@ def train_and_evaluate(config: Configuration, settings: TrainingSettings, train:
                        validation=_scores(bn_model, classifier, x_val), validation_positive=y_val[:, 0] == 1,
                        validation_source="held_out_split" if held_out else "test_set")
     timings["evaluate_s"] = time.perf_counter() - started
+    timings["evaluate_cpu_s"] = time.process_time() - cpu_started
+    timings["peak_rss_after_evaluate_mb"] = _peak_rss_mb()
     label = test.labels[0]
     per_class = metrics["class_metrics"][label]
 
     if model_out is not None:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         export_tflite(classifier, model_out)
         timings["export_s"] = time.perf_counter() - started
+        timings["export_cpu_s"] = time.process_time() - cpu_started
 
     return plain({
         "test": {

@@ -47,8 +47,9 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
         "--gpus-per-task", min=0, help="GPUs per training task [default: 1 on partitions named *gpu*, else 0].")],
         None),
     "cpus": (Annotated[int, typer.Option("--cpus-per-task", min=1, help="CPUs per training task.")], _TRAIN.cpus),
-    "mem_gb": (Annotated[float, typer.Option("--mem-gb", min=0.5, help="Memory per training task in GB.")],
-        _TRAIN.mem_gb),
+    "mem_gb": (Annotated[float | None, typer.Option(
+        "--mem-gb", min=0.5, help=f"Memory per training task in GB [default: from the data's size, at least "
+        f"{_TRAIN.mem_gb:g}].")], None),
     "time_min": (Annotated[int, typer.Option("--time-min", min=1, help="Time limit per training task (minutes).")],
                  _TRAIN.time_min),
     "cpu_partition": (Annotated[str | None, typer.Option(
@@ -59,8 +60,9 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
     "embed_cpus": (Annotated[int, typer.Option("--embed-cpus", min=1,
                                                help="CPUs per extraction task (one extraction worker each).")],
                                                    _EMBED.cpus),
-    "embed_mem_gb": (Annotated[float, typer.Option("--embed-mem-gb", min=0.5,
-                                                   help="Memory per extraction task in GB.")], _EMBED.mem_gb),
+    "embed_mem_gb": (Annotated[float | None, typer.Option(
+        "--embed-mem-gb", min=0.5, help=f"Memory per extraction task in GB [default: from its CPUs and clips, at "
+        f"least {_EMBED.mem_gb:g}].")], None),
     "embed_time_min": (Annotated[int, typer.Option("--embed-time-min", min=1,
                                                    help="Time limit per extraction task (minutes).")], _EMBED.time_min),
     "embed_shard_clips": (Annotated[int, typer.Option(
@@ -70,8 +72,9 @@ SLURM_OPTIONS: dict[str, tuple[object, object]] = {
         "--collect-partition", help="Partition of the collect job [default: --cpu-partition].")], None),
     "collect_cpus": (Annotated[int, typer.Option("--collect-cpus", min=1, help="CPUs of the collect job.")],
         _COLLECT.cpus),
-    "collect_mem_gb": (Annotated[float, typer.Option("--collect-mem-gb", min=0.5,
-                                                     help="Memory of the collect job in GB.")], _COLLECT.mem_gb),
+    "collect_mem_gb": (Annotated[float | None, typer.Option(
+        "--collect-mem-gb", min=0.5, help=f"Memory of the collect job in GB [default: from the data's size, at "
+        f"least {_COLLECT.mem_gb:g}].")], None),
     "collect_time_min": (Annotated[int, typer.Option("--collect-time-min", min=1,
                                                      help="Time limit of the collect job (minutes).")],
                                                          _COLLECT.time_min),

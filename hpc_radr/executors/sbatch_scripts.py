@@ -38,6 +38,7 @@ from hpc_radr.job_plan import (
     plan_jobs,
 )
 from hpc_radr.manifest import Manifest
+from hpc_radr.submission import largest_unit
 
 SUBMIT_ALL = "submit-all.sh"
 _FLAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
@@ -140,7 +141,7 @@ def render_scripts(manifest: Manifest, options: SlurmOptions, hpc_radr_command: 
     check_values(str(run_dir), options)
     clips = len(sweep_clips(manifest, clip_keys(manifest)))
     plan = plan_jobs(manifest.sweep.name, list(range(clips)), clips, [c.run_id for c in manifest.runs], options,
-                     max_array, submit_limit)
+                     max_array, submit_limit, samples=largest_unit(manifest))
     return render_plan(plan, manifest, run_dir, hpc_radr_command)
 
 
