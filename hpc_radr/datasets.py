@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_radr.errors import HpcRadrError
-from hpc_radr.sweep import Sweep, slug
+from hpc_radr.sweep import TEST_UNIT, Sweep, slug
 
 # BirdNET-Analyzer 2.4's accepted extensions (config.ALLOWED_FILETYPES).
 AUDIO_EXTENSIONS = frozenset({"wav", "flac", "mp3", "ogg", "m4a", "wma", "aiff", "aif"})
 # Formats libsndfile reads, so their headers can be checked cheaply before anything runs.
 _SNDFILE_EXTENSIONS = frozenset({"wav", "flac", "ogg", "aiff", "aif"})
-TEST_UNIT = "test"
 
 
 class DataError(HpcRadrError, ValueError):

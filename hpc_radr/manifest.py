@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpc_radr.atomic import write_atomic, write_json
-from hpc_radr.datasets import TEST_UNIT
 from hpc_radr.latest import point_latest
 from hpc_radr.run_dir import RunDir, RunDirError
-from hpc_radr.sweep import Configuration, Sweep, SweepError, parse_sweep, unique_runs, with_analysis
+from hpc_radr.sweep import TEST_UNIT, Configuration, Sweep, SweepError, parse_sweep, unique_runs, with_analysis
 
 if TYPE_CHECKING:
     from hpc_radr.birdnet.model_files import ModelFiles

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from hpc_radr.errors import HpcRadrError
 
+TEST_UNIT = "test"  # the embedding unit of the test set, beside one per dataset
 UpsamplingMode = Literal["linear", "mean", "smote", "repeat"]
 EvaluationProtocol = Literal["held_out", "birdnet"]
 # "fast": hpc_radr.birdnet.upsampling, the same arrays as BirdNET's without its quadratic smote; "birdnet": its own.
