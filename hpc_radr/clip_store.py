@@ -44,10 +44,6 @@ class Clip:
     content: str
     extraction: tuple[tuple[str, object], ...]
 
-    @property
-    def settings(self) -> dict:
-        return dict(self.extraction)
-
 
 def clip_key(content: str, model_fingerprint: str, extraction: dict) -> str:
     """The store's key of a clip: its bytes, the model and the extraction settings."""
