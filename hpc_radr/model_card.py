@@ -19,6 +19,7 @@ from hpc_radr.operating_points import at_threshold, operating_points, precision_
 from hpc_radr.report.analysis import CONFIDENCE, interval
 from hpc_radr.results import run_scores
 from hpc_radr.selection import RULE, SEED_RULE, Choice
+from hpc_radr.sweep import TRAINING_AXES, training_for
 
 CARD_SCHEMA = 1
 METRICS = {"auprc": "AUPRC", "auroc": "AUROC", "precision": "precision at 0.5", "recall": "recall at 0.5",
@@ -89,7 +90,8 @@ def build(manifest: Manifest, choice: Choice, records: dict[str, dict], target: 
                          "recall_at_target": recall, "precision_at_target": precision})
     summary = {m: _over_seeds([s[m] for s in per_seed]) for m in (*METRICS, "recall_at_target",
                                                                    "precision_at_target")}
-    settings = manifest.sweep.training
+    config = manifest.run(run_id)
+    units = manifest.units_of(config)
     dataset = str(choice.setting["dataset"])
     tiers = next(d.tiers for d in manifest.sweep.datasets if d.name == dataset)
     record = records[run_id]
@@ -132,9 +134,9 @@ def build(manifest: Manifest, choice: Choice, records: dict[str, dict], target: 
         "threshold": threshold(record, target),
         "evaluation_protocol": {"name": protocols[0] if len(protocols) == 1 else protocols,
                                 "meaning": "; ".join(PROTOCOLS.get(p, p) for p in protocols)},
-        "training": settings.model_dump(),
+        "training": training_for(manifest.sweep, config).model_dump(),
         "data": {"source": manifest.record.data_source,
-                 "dataset": _unit(manifest, dataset), "test": _unit(manifest, "test")},
+                 "dataset": _unit(manifest, units[0]), "test": _unit(manifest, units[1])},
         "model": {"base": manifest.record.model.model_dump(), "classifier_sha256": files["sha256"]},
         "versions": versions,
     }
@@ -189,6 +191,10 @@ def markdown(card: dict) -> str:
         f"- dataset `{config['dataset']}` (tiers {', '.join(config['tiers'])}), upsampling "
         f"`{config['upsampling_mode']}` at ratio {config['upsampling_ratio']:g}, focal loss {focal}",
     ]
+    swept = [f"{name} {config[name]:g}" if isinstance(config[name], float) else f"{name} {config[name]}"
+             for name in TRAINING_AXES if name in config]
+    if swept:
+        lines.append(f"- swept training settings: {', '.join(swept)} (all of them under Provenance, training)")
     if config["same_runs_as"]:
         twins = "; ".join(f"{t['upsampling_mode']} {t['upsampling_ratio']:g}" for t in config["same_runs_as"])
         lines.append(f"- trained by the very same runs as: {twins} (BirdNET never upsamples at ratio 0.0)")

@@ -1,9 +1,14 @@
 """What the sweep says about the research question: paired effects of each remedy, rankings and warnings.
 
 The unit of analysis is one training run per seed. At ratio 0.0 BirdNET never upsamples, so the rows of
-every mode at 0.0 are one experiment: they are counted once, under the mode ``none``, never three times.
-Every comparison pairs runs by seed (same seed, same validation split and initial weights), and gives the
-mean difference with a 95 % t-interval over seeds; with fewer than two seeds no interval exists.
+every mode at 0.0 are one experiment: they are counted once, under the mode ``none``, never three times; in the
+same way focal gamma and alpha, which BirdNET reads only with focal loss on, are blank (None) with it off.
+A *setting* is a configuration without its seed: dataset, upsampling mode and ratio, focal loss, and the value
+of each training axis the sweep varies (``Sweep.axes``). Each setting is compared with its baseline: the setting
+of the same dataset with the values ``[baseline]`` declares (by default ratio 0.0 and focal loss off) and its own
+values of every axis the baseline leaves free. Every comparison pairs runs by seed (same seed, same validation
+split and initial weights), and gives the mean difference with a 95 % t-interval over seeds; with fewer than
+two seeds no interval exists.
 
 Every comparison also gets a paired bootstrap interval over test clips and seeds (``report.bootstrap``) and a
 p-value adjusted over its family (``report.multiplicity``): remedies against the baseline, the family the
@@ -27,13 +32,12 @@ from scipy.special import stdtr, stdtrit  # t distribution and quantile: scipy.s
 
 from hpc_radr import operating_points as op
 from hpc_radr.collect import GRID_COLUMNS, SUMMARY_METRICS, operating_point_columns, summarize
-from hpc_radr.errors import HpcRadrError
 from hpc_radr.estimate import estimate_against_actual
 from hpc_radr.manifest import Manifest
 from hpc_radr.report.bootstrap import Bootstrap
 from hpc_radr.report.multiplicity import adjust
 from hpc_radr.results import RunScores, unused_gpu_warning
-from hpc_radr.sweep import AnalysisSettings
+from hpc_radr.sweep import FOCAL_ONLY_AXES, AnalysisSettings
 
 CONFIDENCE = 0.95
 NO_UPSAMPLING = "none"
@@ -41,9 +45,6 @@ NO_UPSAMPLING = "none"
 DEGENERATE_BEST_EPOCH = 2
 MAX_SEEDS_SHOWN = 1000  # "seeds needed" beyond this is shown as more than it
 
-
-class ReportError(HpcRadrError, ValueError):
-    """A sweep the report cannot analyse yet."""
 
 VERDICTS = {
     "detects_better": "detects better (AUPRC or recall at the fixed precision raised)",
@@ -93,33 +94,108 @@ class Analysis:
     seeds_configured: int
     dataset_order: list[str]
     resamples: int | None  # bootstrap resamples shared by every comparison; None: no run kept per-clip scores
+    axes: list[str]  # the training axes the sweep varies, in expansion order (empty for the 108-run study)
+    baseline: dict  # the values [baseline] declares
 
 
-def label(mode: str, ratio: float, focal: bool) -> str:
-    """A remedy in words, e.g. ``smote x1 + focal loss``."""
-    parts = [f"{mode} x{ratio:g}"] if ratio > 0 else []
-    if focal:
-        parts.append("focal loss")
-    return " + ".join(parts) or "baseline (no upsampling, no focal loss)"
+AXIS_WORDS = {"focal_loss_gamma": "gamma", "focal_loss_alpha": "alpha", "val_split": "validation split"}
 
 
-def _collapse_mode(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(upsampling_mode=frame["upsampling_mode"].where(frame["upsampling_ratio"] != 0.0,
-                                                                       NO_UPSAMPLING))
+def _words(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def experiments(table: pd.DataFrame, rules: AnalysisSettings) -> pd.DataFrame:
-    """Completed runs, one row per setting and seed (identical ratio-0.0 runs of a --literal sweep averaged).
+def label(mode: str, ratio: float, focal: bool, settings: dict | None = None) -> str:
+    """A setting in words: ``smote x1 + focal loss`` in a sweep without training axes; with them, every value,
+    e.g. ``linear x1, focal loss (gamma 4), hidden units 512, dropout 0.25``."""
+    if not settings:
+        parts = [f"{mode} x{ratio:g}"] if ratio > 0 else []
+        if focal:
+            parts.append("focal loss")
+        return " + ".join(parts) or "baseline (no upsampling, no focal loss)"
+    given = {name: value for name, value in settings.items() if not _missing(value)}
+    focal_details = [f"{AXIS_WORDS[n]} {_words(v)}" for n, v in given.items() if n in FOCAL_ONLY_AXES]
+    words = [f"{mode} x{ratio:g}" if ratio > 0 else "no upsampling",
+             ("focal loss" + (f" ({', '.join(focal_details)})" if focal_details else "")) if focal
+             else "no focal loss"]
+    words += [f"{AXIS_WORDS.get(n, n.replace('_', ' '))} {_words(v)}" for n, v in given.items()
+              if n not in FOCAL_ONLY_AXES]
+    return ", ".join(words)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def setting_columns(axes: list[str]) -> list[str]:
+    """The columns that name a setting: the grid's and the sweep's training axes."""
+    return GRID_COLUMNS + list(axes)
+
+
+def _collapse(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Equal experiments made equal rows: mode ``none`` at ratio 0.0, focal-only axes blank with focal loss off."""
+    frame = frame.assign(upsampling_mode=frame["upsampling_mode"].where(frame["upsampling_ratio"] != 0.0,
+                                                                        NO_UPSAMPLING))
+    focal_only = [name for name in axes if name in FOCAL_ONLY_AXES]
+    if focal_only:
+        frame = frame.assign(**{name: frame[name].where(frame["focal_loss"].astype(bool)) for name in focal_only})
+    return frame
+
+
+def _collapsed(setting: dict) -> dict:
+    """``_collapse`` for one setting given as a dict (blank values as None)."""
+    setting = {name: None if _missing(value) else value for name, value in setting.items()}
+    if setting["upsampling_ratio"] == 0.0:
+        setting["upsampling_mode"] = NO_UPSAMPLING
+    if not setting["focal_loss"]:
+        setting |= {name: None for name in FOCAL_ONLY_AXES if name in setting}
+    return setting
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What each setting is compared with: ``[baseline]``'s values, the setting's own for every other axis."""
+
+    values: dict
+
+    def of(self, setting: dict) -> dict:
+        return _collapsed({**setting, **self.values})
+
+    def is_baseline(self, setting: dict) -> bool:
+        return _collapsed(setting) == self.of(setting)
+
+    def in_grid(self, grid: pd.DataFrame, setting: dict) -> bool:
+        return not _select(grid, **self.of(setting)).empty
+
+    def words(self) -> str:
+        """The declared values in words ("ratio 0.0 with focal loss off" for the default)."""
+        if self.values == {"upsampling_ratio": 0.0, "focal_loss": False}:
+            return "ratio 0.0 with focal loss off"
+        return ", ".join(f"{name} {_words(value)}" for name, value in self.values.items())
+
+
+def _settings_of(frame: pd.DataFrame, axes: list[str]) -> list[dict]:
+    """Each row's setting as a dict, blank values as None."""
+    return [_collapsed(row) for row in frame[setting_columns(axes)].to_dict("records")]
+
+
+def _axis_values(setting: dict, axes: list[str]) -> dict:
+    return {name: setting[name] for name in axes}
+
+
+def experiments(table: pd.DataFrame, rules: AnalysisSettings, axes: list[str] = ()) -> pd.DataFrame:
+    """Completed runs, one row per setting and seed (identical runs of a --literal sweep averaged).
 
     ``upsampled``: whether BirdNET's upsampling added samples to that run. It adds none when the positives of
     the training split already reach int(max(positives, negatives) x ratio); such a run trained exactly like
     one without upsampling."""
     metrics = [*SUMMARY_METRICS, *operating_point_columns(rules)[2:]]
-    columns = GRID_COLUMNS + ["seed", "run_id", "state", *metrics, "n_fit_positive", "n_fit_positive_upsampled"]
+    keys = setting_columns(axes)
+    columns = keys + ["seed", "run_id", "state", *metrics, "n_fit_positive", "n_fit_positive_upsampled"]
     done = table.reindex(columns=columns)
     done = done[done["state"] == "completed"].drop_duplicates("run_id")
     done = done.assign(upsampled=done["n_fit_positive_upsampled"] > done["n_fit_positive"])
-    grouped = _collapse_mode(done).groupby(GRID_COLUMNS + ["seed"], sort=False)
+    grouped = _collapse(done, axes).groupby(keys + ["seed"], sort=False, dropna=False)
     # run_id: the first run of the setting and seed, whose per-clip scores the bootstrap resamples
     return (grouped[metrics].mean().join(grouped["upsampled"].any()).join(grouped["run_id"].first())
             .reset_index())
@@ -127,8 +203,9 @@ def experiments(table: pd.DataFrame, rules: AnalysisSettings) -> pd.DataFrame:
 
 def settings(manifest: Manifest) -> pd.DataFrame:
     """Every setting the sweep asked for, in index order, whether or not it has results."""
-    frame = pd.DataFrame([vars(c) for c in manifest.configurations])  # plain fields, without asdict's deep copy
-    return _collapse_mode(frame)[GRID_COLUMNS].drop_duplicates().reset_index(drop=True)
+    axes = list(manifest.sweep.axes)
+    frame = pd.DataFrame([c.row() for c in manifest.configurations])
+    return _collapse(frame, axes)[setting_columns(axes)].drop_duplicates().reset_index(drop=True)
 
 
 def interval(diffs: np.ndarray) -> dict:
@@ -170,9 +247,10 @@ def seeds_needed(sd: float, width: float) -> float:
 
 
 def _select(frame: pd.DataFrame, **values: object) -> pd.DataFrame:
+    """The rows with these values; a blank value (None, NaN) selects blank cells."""
     mask = np.ones(len(frame), dtype=bool)
     for column, value in values.items():
-        mask &= (frame[column] == value).to_numpy()
+        mask &= (frame[column].isna() if _missing(value) else frame[column] == value).to_numpy()
     return frame[mask]
 
 
@@ -216,14 +294,6 @@ def _paired_rows(key: dict, left: pd.DataFrame, right: pd.DataFrame, metrics: li
     return rows
 
 
-def _is_baseline(ratio: float, focal: bool) -> bool:
-    return ratio == 0.0 and not focal
-
-
-def _is_baseline_in(grid: pd.DataFrame, dataset: str) -> bool:
-    return not _select(grid, dataset=dataset, upsampling_ratio=0.0, focal_loss=False).empty
-
-
 def _verdict(by_metric: pd.DataFrame, detection: list[str]) -> str:
     """From the comparisons significant after adjustment: a better or worse detector, or only a moved threshold."""
     judged = by_metric.loc[detection]
@@ -251,23 +321,24 @@ def _tested_frame(rows: list[dict], keys: list[str], rules: AnalysisSettings) ->
     return frame
 
 
-def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings,
-                        resampling: _Resampling) -> pd.DataFrame:
-    """Each remedy minus the baseline (ratio 0.0, focal off) of the same dataset, paired by seed: t-interval
-    over seeds, bootstrap interval over clips and seeds, p-value adjusted over all of them, verdict."""
-    keys = GRID_COLUMNS + ["remedy"]
+def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings, resampling: _Resampling,
+                        baseline: Baseline, axes: list[str]) -> pd.DataFrame:
+    """Each setting minus its baseline (``Baseline``) on the same dataset, paired by seed: t-interval over seeds,
+    bootstrap interval over clips and seeds, p-value adjusted over all of them, verdict."""
+    keys = setting_columns(axes) + ["remedy"]
     metrics = effect_metrics(rules)
-    inert = set(_inert_settings(exp))
+    inert = _inert_settings(exp, axes)
     rows: list[dict] = []
-    for s in grid.itertuples(index=False):
-        if _is_baseline(s.upsampling_ratio, s.focal_loss) or not _is_baseline_in(grid, s.dataset):
+    for s in _settings_of(grid, axes):
+        if baseline.is_baseline(s) or not baseline.in_grid(grid, s):
             continue
-        left = _select(exp, dataset=s.dataset, upsampling_mode=s.upsampling_mode,
-                       upsampling_ratio=s.upsampling_ratio, focal_loss=s.focal_loss)
-        right = _select(exp, dataset=s.dataset, upsampling_ratio=0.0, focal_loss=False)
-        tested = not (tuple(s) in inert and not s.focal_loss)  # upsampling alone that added nothing: no experiment
-        rows += _paired_rows({**s._asdict(), "remedy": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
-                             left, right, metrics, resampling if tested else None, rules.interval_width)
+        reference = baseline.of(s)
+        # upsampling that added nothing, where nothing else differs from the baseline: no experiment
+        tested = not (_key(s) in inert and _collapsed({**s, "upsampling_mode": reference["upsampling_mode"],
+                                                       "upsampling_ratio": reference["upsampling_ratio"]})
+                      == reference)
+        rows += _paired_rows({**s, "remedy": _label_of(s, axes)}, _select(exp, **s), _select(exp, **reference),
+                             metrics, resampling if tested else None, rules.interval_width)
     frame = _tested_frame(rows, keys, rules)
     verdicts = {}
     for (dataset, remedy), group in frame.groupby(["dataset", "remedy"], sort=False):
@@ -280,63 +351,78 @@ def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSe
     return frame
 
 
-def _inert_settings(exp: pd.DataFrame) -> list[tuple]:
-    """(dataset, mode, ratio, focal) of the upsampling settings that added no sample in any of their runs."""
+def _label_of(setting: dict, axes: list[str]) -> str:
+    return label(setting["upsampling_mode"], setting["upsampling_ratio"], setting["focal_loss"],
+                 _axis_values(setting, axes))
+
+
+def _key(setting: dict) -> tuple:
+    return tuple(_collapsed(setting).values())
+
+
+def _inert_settings(exp: pd.DataFrame, axes: list[str]) -> list[tuple]:
+    """The settings (as ``_key`` tuples) with upsampling that added no sample in any of their runs."""
     upsampling = exp[exp["upsampling_ratio"] > 0]
     if upsampling.empty:
         return []
-    applied = upsampling.groupby(GRID_COLUMNS, sort=False)["upsampled"].any()
-    return [setting for setting, used in applied.items() if not used]
+    applied = upsampling.groupby(setting_columns(axes), sort=False, dropna=False)["upsampled"].any()
+    return [_key(dict(zip(setting_columns(axes), setting, strict=True))) for setting, used in applied.items()
+            if not used]
 
 
-def _focal_settings(grid: pd.DataFrame) -> list[tuple]:
-    """(dataset, mode, ratio) of the upsampling settings swept with focal loss both on and off."""
-    return [setting for setting, group in grid.groupby(["dataset", "upsampling_mode", "upsampling_ratio"], sort=False)
-            if set(group["focal_loss"]) == {True, False}]
+def _focal_pairs(grid: pd.DataFrame, axes: list[str]) -> list[tuple[dict, dict]]:
+    """(focal on, focal off) settings that differ only in focal loss (and the axes it alone reads)."""
+    off = {_key({**s, "focal_loss": True}): s for s in _settings_of(grid, axes) if not s["focal_loss"]}
+    pairs = []
+    for s in _settings_of(grid, axes):
+        if s["focal_loss"]:
+            twin = off.get(_key({**s, **{name: None for name in FOCAL_ONLY_AXES if name in s}}))
+            if twin is not None:
+                pairs.append((s, twin))
+    return pairs
 
 
 def focal_effects(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSettings,
-                  resampling: _Resampling) -> pd.DataFrame:
-    """Focal loss on minus off for every dataset and upsampling setting, paired by seed, tested like the remedies
+                  resampling: _Resampling, axes: list[str]) -> pd.DataFrame:
+    """Focal loss on minus off for every dataset and other setting, paired by seed, tested like the remedies
     but as a family of its own (these comparisons make no verdict)."""
-    keys = ["dataset", "upsampling_mode", "upsampling_ratio", "upsampling"]
+    keys = ["dataset", "upsampling_mode", "upsampling_ratio", *axes, "upsampling"]
     rows: list[dict] = []
-    for dataset, mode, ratio in _focal_settings(grid):
-        where = {"dataset": dataset, "upsampling_mode": mode, "upsampling_ratio": ratio}
-        rows += _paired_rows({**where, "upsampling": label(mode, ratio, False) if ratio > 0 else "no upsampling"},
-                             _select(exp, **where, focal_loss=True), _select(exp, **where, focal_loss=False),
-                             effect_metrics(rules), resampling, rules.interval_width)
+    for on, off in _focal_pairs(grid, axes):
+        words = (_label_of(on, axes) if axes else
+                 label(on["upsampling_mode"], on["upsampling_ratio"], False) if on["upsampling_ratio"] > 0
+                 else "no upsampling")
+        rows += _paired_rows({**{k: on[k] for k in keys[:-1]}, "upsampling": words},
+                             _select(exp, **on), _select(exp, **off), effect_metrics(rules), resampling,
+                             rules.interval_width)
     return _tested_frame(rows, keys, rules)
 
 
 def dataset_differences(exp: pd.DataFrame, grid: pd.DataFrame, datasets: list[str], rules: AnalysisSettings,
-                        resampling: _Resampling) -> pd.DataFrame:
+                        resampling: _Resampling, axes: list[str]) -> pd.DataFrame:
     """The same setting on two datasets (earlier minus later in the sweep file), paired by seed and scored on the
     same test clips, tested as a family of its own."""
-    keys = ["dataset_a", "dataset_b", "upsampling_mode", "upsampling_ratio", "focal_loss", "setting"]
+    shared = setting_columns(axes)[1:]
+    keys = ["dataset_a", "dataset_b", *shared, "setting"]
     rows: list[dict] = []
     for a, b in itertools.combinations(datasets, 2):
-        for s in grid[grid["dataset"] == a].itertuples(index=False):
-            where = {"upsampling_mode": s.upsampling_mode, "upsampling_ratio": s.upsampling_ratio,
-                     "focal_loss": s.focal_loss}
-            rows += _paired_rows({"dataset_a": a, "dataset_b": b, **where,
-                                  "setting": label(s.upsampling_mode, s.upsampling_ratio, s.focal_loss)},
+        for s in _settings_of(grid[grid["dataset"] == a], axes):
+            where = {k: s[k] for k in shared}
+            rows += _paired_rows({"dataset_a": a, "dataset_b": b, **where, "setting": _label_of(s, axes)},
                                  _select(exp, dataset=a, **where), _select(exp, dataset=b, **where),
                                  effect_metrics(rules), resampling, rules.interval_width)
     return _tested_frame(rows, keys, rules)
 
 
-def ranking(exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings) -> pd.DataFrame:
+def ranking(exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings, axes: list[str]) -> pd.DataFrame:
     """Settings per dataset by mean AUPRC over seeds (recall, then precision, break ties)."""
     metrics = ["auprc", "recall", "precision", effect_metrics(rules)[1]]
-    grouped = exp.groupby(GRID_COLUMNS, sort=False)[metrics]
+    grouped = exp.groupby(setting_columns(axes), sort=False, dropna=False)[metrics]
     frame = grouped.agg(["mean", "std"])
     frame.columns = [f"{metric}_{stat}" for metric, stat in frame.columns]
     frame.insert(0, "n_seeds", grouped.size())
     frame = frame.reset_index()
-    frame.insert(1, "setting", [label(m, r, f) for m, r, f in
-                                zip(frame["upsampling_mode"], frame["upsampling_ratio"], frame["focal_loss"],
-                                    strict=True)])
+    frame.insert(1, "setting", [_label_of(s, axes) for s in _settings_of(frame, axes)])
     ordered = []
     for dataset in datasets:
         part = frame[frame["dataset"] == dataset].sort_values(
@@ -352,13 +438,15 @@ def _ci_dict(row: pd.Series) -> dict:
             "seeds_needed": row["seeds_needed"]}
 
 
-def answer(effects: pd.DataFrame, exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings) -> list[dict]:
+def answer(effects: pd.DataFrame, exp: pd.DataFrame, datasets: list[str], rules: AnalysisSettings,
+           baseline: Baseline, axes: list[str]) -> list[dict]:
     """Per dataset: the remedies by verdict, each with every compared metric (best gain in the first precision
-    target's recall first)."""
+    target's recall first). The baseline's metrics are its mean over seeds (and over the axes it leaves free)."""
     metrics = effect_metrics(rules)
     result = []
+    baselines = exp[[baseline.is_baseline(s) for s in _settings_of(exp, axes)]] if len(exp) else exp
     for dataset in datasets:
-        base = _select(exp, dataset=dataset, upsampling_ratio=0.0, focal_loss=False)
+        base = baselines[baselines["dataset"] == dataset]
         entry: dict = {"dataset": dataset, "baseline": {m: float(base[m].mean()) if len(base) else math.nan
                                                         for m in metrics} | {"n": len(base)},
                        **{verdict: [] for verdict in VERDICTS}}
@@ -428,21 +516,33 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
         else:
             warn("shared_runs", "ratio 0.0 rows of every mode were trained separately (--literal) but are the "
                                 "same experiment; the analysis averages them into one (mode 'none')", zero)
-    exp = experiments(table, manifest.sweep.analysis)
-    inert = _inert_settings(exp)
+    axes = list(manifest.sweep.axes)
+    shared_focal = [name for name in axes if name in FOCAL_ONLY_AXES]
+    if shared_focal and False in grid.focal_loss:
+        off = _indices(table, ~table["focal_loss"].astype(bool))
+        if manifest.record.dedupe:
+            warn("shared_runs", f"with focal loss off, the rows of every {' and '.join(shared_focal)} are one run "
+                                "per setting and seed (BirdNET reads them only with focal loss on): the tables "
+                                "repeat them, the analysis counts each run once (left blank)", off)
+        else:
+            warn("shared_runs", f"with focal loss off, the rows of every {' and '.join(shared_focal)} were trained "
+                                "separately (--literal) but are the same experiment; the analysis averages them "
+                                "into one (left blank)", off)
+    exp = experiments(table, manifest.sweep.analysis, axes)
+    inert = set(_inert_settings(exp, axes))
     if inert:
-        described = "; ".join(f"{d} {label(m, r, f)}" for d, m, r, f in inert)
+        described = "; ".join(f"{key[0]} {_label_of(dict(zip(setting_columns(axes), key, strict=True)), axes)}"
+                              for key in _inert_settings(exp, axes))
         rows = table["upsampling_ratio"].gt(0) & pd.Series(
-            [(d, m, r, f) in set(inert) for d, m, r, f in zip(table["dataset"], table["upsampling_mode"],
-                                                             table["upsampling_ratio"], table["focal_loss"],
-                                                             strict=True)], index=table.index)
+            [_key(s) in inert for s in _settings_of(table, axes)], index=table.index)
         warn("not_applied", f"upsampling added no samples in {len(inert)} setting(s), in every seed: {described}. "
                             "The positives of the training split already reached int(max(positives, negatives) x "
                             "ratio), so these runs trained as without upsampling; their upsampling is reported as "
                             "not applied, not as an effect of zero (with focal loss they measure focal loss alone)",
              _indices(table, rows))
-    if not (0.0 in grid.upsampling_ratios and False in grid.focal_loss):
-        warn("no_baseline", "the grid has no baseline (ratio 0.0 with focal loss off): no effects against it")
+    baseline = Baseline(manifest.sweep.baseline_values())
+    if not any(baseline.is_baseline(s) for s in _settings_of(settings(manifest), axes)):
+        warn("no_baseline", f"the grid has no baseline ({baseline.words()}): no effects against it")
     if "birdnet" in provenance["evaluation_protocols"]:
         warn("optimistic_protocol", "some runs used BirdNET's own evaluation protocol, which early-stops and "
                                     "picks its threshold on the test set: their test metrics are optimistic")
@@ -502,12 +602,12 @@ def provenance(manifest: Manifest, table: pd.DataFrame) -> dict:
     }
 
 
-def planned_comparisons(grid: pd.DataFrame, datasets: list[str]) -> dict[str, int]:
+def planned_comparisons(grid: pd.DataFrame, datasets: list[str], baseline: Baseline, axes: list[str],
+                        ) -> dict[str, int]:
     """Settings compared in each family (times the metrics: its comparisons), whether or not they have results."""
-    remedies = sum(not _is_baseline(s.upsampling_ratio, s.focal_loss) and _is_baseline_in(grid, s.dataset)
-                   for s in grid.itertuples(index=False))
+    remedies = sum(not baseline.is_baseline(s) and baseline.in_grid(grid, s) for s in _settings_of(grid, axes))
     between = sum(int((grid["dataset"] == a).sum()) for a, _ in itertools.combinations(datasets, 2))
-    return {"remedy vs baseline": remedies, "focal loss on vs off": len(_focal_settings(grid)),
+    return {"remedy vs baseline": remedies, "focal loss on vs off": len(_focal_pairs(grid, axes)),
             "dataset vs dataset": between}
 
 
@@ -535,20 +635,19 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
             scores: dict[str, RunScores] | None = None) -> Analysis:
     """The whole analysis of a merged table (``hpc_radr.collect.merge``) and the runs' kept per-clip scores
     (``hpc_radr.collect.kept_scores``; without them there are no bootstrap intervals)."""
-    if manifest.sweep.axes:
-        raise ReportError(f"the sweep varies {', '.join(manifest.sweep.axes)}: the report does not yet compare "
-                          "configurations across training axes (collect's tables and summary.csv do hold them, a "
-                          "column per axis)")
     rules = manifest.sweep.analysis
     datasets = [d.name for d in manifest.sweep.datasets]
+    axes = list(manifest.sweep.axes)
+    baseline = Baseline(manifest.sweep.baseline_values())
     metrics = effect_metrics(rules)
-    exp = experiments(table, rules)
+    exp = experiments(table, rules, axes)
     grid = settings(manifest)
+    planned = planned_comparisons(grid, datasets, baseline, axes)
     resampled, other_clips = resampling(scores or {}, rules, len(manifest.sweep.grid.seeds),
-                                        len(metrics) * max(planned_comparisons(grid, datasets).values()))
-    effects = effects_vs_baseline(exp, grid, rules, resampled)
-    focal = focal_effects(exp, grid, rules, resampled)
-    between = dataset_differences(exp, grid, datasets, rules, resampled)
+                                        len(metrics) * max(planned.values()))
+    effects = effects_vs_baseline(exp, grid, rules, resampled, baseline, axes)
+    focal = focal_effects(exp, grid, rules, resampled, axes)
+    between = dataset_differences(exp, grid, datasets, rules, resampled, axes)
     source = provenance(manifest, table)
     comparisons = {"remedy vs baseline": effects, "focal loss on vs off": focal, "dataset vs dataset": between}
     found = warnings(manifest, table, problems, comparisons, source)
@@ -561,14 +660,16 @@ def analyse(manifest: Manifest, table: pd.DataFrame, problems: list[str],
         settings=rules,
         summary=summarize(table),
         experiments=exp,
-        ranking=ranking(exp, datasets, rules),
+        ranking=ranking(exp, datasets, rules, axes),
         effects=effects,
         focal=focal,
         datasets=between,
-        answer=answer(effects, exp, datasets, rules),
+        answer=answer(effects, exp, datasets, rules, baseline, axes),
         warnings=found,
         provenance=source,
         seeds_configured=len(manifest.sweep.grid.seeds),
         dataset_order=datasets,
         resamples=resampled.bootstrap.resamples if resampled.bootstrap else None,
+        axes=axes,
+        baseline=baseline.values,
     )

@@ -141,12 +141,41 @@ def precision_recall(analysis: Analysis, modes: list[str], ratios: list[float]) 
     return _png(figure)
 
 
+def effects_forest(analysis: Analysis, metric: str) -> bytes:
+    """Each setting minus its baseline, one panel per dataset: the mean over seeds with its t-interval (line)
+    and bootstrap interval (thick), significant after adjustment in colour; the setting that names no training
+    axis value is its label. For sweeps with training axes, where a plot against the ratio would pool them."""
+    effects = analysis.effects[analysis.effects["metric"] == metric]
+    datasets = analysis.dataset_order
+    rows = max([int((effects["dataset"] == d).sum()) for d in datasets] + [1])
+    figure = Figure(figsize=(7.5 * len(datasets), 0.34 * rows + 1.6), layout="constrained")
+    axes = figure.subplots(1, len(datasets), sharex=True, squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        part = effects[effects["dataset"] == dataset].iloc[::-1]
+        where = range(len(part))
+        colours = ["tab:blue" if sig else "dimgray" for sig in part["significant"].fillna(False).astype(bool)]
+        ax.hlines(where, part["ci_low"], part["ci_high"], colors=colours, linewidth=1.0)
+        ax.hlines(where, part["boot_low"], part["boot_high"], colors=colours, linewidth=3.5, alpha=0.6)
+        ax.scatter(part["mean"], where, color=colours, zorder=3, s=18)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(list(where), part["remedy"], fontsize=7)
+        ax.set_title(dataset, fontsize=10)
+        ax.set_xlabel(f"{metric_name(metric)}: setting minus baseline (mean over seeds)")
+        ax.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"{_title(metric)}: each setting against its baseline (thin: t-interval over seeds, thick: "
+                    "bootstrap over clips and seeds, blue: significant after adjustment)", fontsize=10)
+    return _png(figure)
+
+
 def draw(analysis: Analysis, modes: list[str], ratios: list[float], focal_values: list[bool]) -> dict[str, bytes]:
-    """File name -> PNG bytes; nothing when no run has finished yet."""
+    """File name -> PNG bytes; nothing when no run has finished yet. A sweep with training axes gets the
+    effects against its baseline instead of the plots against the upsampling ratio (which would pool the axes)."""
     if analysis.experiments.empty:
         return {}
     primary = effect_metrics(analysis.settings)[1]  # recall at the first precision target
     shown = ["auprc", "recall", "precision"] + ([primary] if analysis.experiments[primary].notna().any() else [])
+    if analysis.axes:
+        return {f"effect_{metric}.png": effects_forest(analysis, metric) for metric in shown}
     figures = {f"{metric}_by_ratio.png": metric_by_ratio(analysis, metric, modes, ratios, focal_values)
                for metric in shown}
     figures["precision_recall.png"] = precision_recall(analysis, modes, ratios)

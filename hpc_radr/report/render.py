@@ -41,6 +41,9 @@ def caption(name: str) -> str:
     """A figure's caption; the operating-point figures are named after their target."""
     if name in FIGURE_CAPTIONS:
         return FIGURE_CAPTIONS[name]
+    if name.startswith("effect_"):
+        return (f"Test {metric_name(name.removeprefix('effect_').removesuffix('.png'))}: each setting minus its "
+                "baseline on the same dataset, paired by seed; one panel per dataset.")
     metric = name.removesuffix("_by_ratio.png")
     return (f"Test {metric_name(metric)} against upsampling ratio, the threshold chosen on each run's validation "
             f"split and applied to the test set; {LAYOUT}")
@@ -135,6 +138,15 @@ def _method(analysis: Analysis) -> str:
                "[analysis]." if given else ""))
 
 
+def baseline_words(analysis: Analysis) -> str:
+    """The baseline as [baseline] declares it, and the axes it leaves at each setting's own value."""
+    if not analysis.axes and analysis.baseline == {"upsampling_ratio": 0.0, "focal_loss": False}:
+        return "ratio 0.0, focal loss off"
+    declared = ", ".join(f"{name} {_cell(value)}" for name, value in analysis.baseline.items())
+    free = [name for name in analysis.axes if name not in analysis.baseline]
+    return declared + (f"; each setting's own {', '.join(free)}" if free else "")
+
+
 def _answer(doc: Document, analysis: Analysis) -> None:
     rules = analysis.settings
     primary = effect_metrics(rules)[1]
@@ -143,9 +155,10 @@ def _answer(doc: Document, analysis: Analysis) -> None:
         f"A field team must fix its threshold before it sees new recordings, so recall without a cost in "
         f"precision is measured as {metric_name(primary)}: on each run's validation split the threshold that "
         f"reaches that precision with the most recall is chosen, then applied to the test set. A remedy detects "
-        f"better when it raises that recall or the AUPRC, against the baseline of the same dataset (ratio 0.0, "
-        f"focal loss off), paired by seed. One that raises recall only at BirdNET's fixed threshold 0.5 moves the "
-        f"threshold: upsampling changes the class balance the head is trained on, which raises every score, so "
+        f"better when it raises that recall or the AUPRC, against the baseline of the same dataset "
+        f"({baseline_words(analysis)}), paired by seed. One that raises recall only at BirdNET's fixed "
+        f"threshold 0.5 moves the threshold: upsampling changes the class balance the head is trained on, "
+        f"which raises every score, so "
         f"more calls and more false alarms pass 0.5 without the detector ranking calls any better. "
         + _method(analysis))
     for entry in analysis.answer:
@@ -223,7 +236,7 @@ def _tables(doc: Document, analysis: Analysis) -> None:
     headers = [*TESTED_HEADERS, f"seeds for width {rules.interval_width:g}"]
     doc.heading(2, "Effects against the baseline", "effects")
     doc.paragraph(
-        "Remedy minus baseline (ratio 0.0, focal loss off) on the same dataset, paired by seed. Per metric: the "
+        f"Remedy minus baseline ({baseline_words(analysis)}) on the same dataset, paired by seed. Per metric: the "
         "mean difference over seeds; its t-interval over seeds (the test set taken as fixed); its bootstrap "
         "interval over test clips and seeds (includes the test set's own sampling); the p-value before and "
         f"after adjustment ({CORRECTIONS[rules.correction]}); and the seeds a t-interval would need to be at most "
@@ -291,9 +304,14 @@ def _summary(doc: Document, analysis: Analysis) -> None:
     rows = []
     for _, r in analysis.summary.iterrows():
         rows.append([r["dataset"], r["upsampling_mode"], f"{r['upsampling_ratio']:g}",
-                     "on" if r["focal_loss"] else "off", str(r["n_seeds"])]
+                     "on" if r["focal_loss"] else "off", *(_cell(r[name]) for name in analysis.axes),
+                     str(r["n_seeds"])]
                     + [mean_sd(r[f"{m}_mean"], r[f"{m}_std"]) for m in SUMMARY_METRICS])
-    doc.table(["dataset", "mode", "ratio", "focal", "n", *SUMMARY_METRICS], rows)
+    doc.table(["dataset", "mode", "ratio", "focal", *analysis.axes, "n", *SUMMARY_METRICS], rows)
+
+
+def _cell(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _cost(doc: Document, analysis: Analysis) -> None:
