@@ -69,11 +69,14 @@ def plan(
         return
     table = Table(title=f"{parsed.name}: {len(configurations)} configurations, "
                         f"{len(unique_runs(configurations))} runs")
-    for column in ("index", "dataset", "mode", "ratio", "focal", "seed", "run_id"):
-        table.add_column(column)
+    axes = list(parsed.axes)
+    for column in ("index", "dataset", "mode", "ratio", "focal", *axes, "seed", "run_id"):
+        table.add_column(column, overflow="fold" if column == "run_id" else "ellipsis")
     for c in configurations:
         table.add_row(str(c.index), c.dataset, c.upsampling_mode, f"{c.upsampling_ratio:g}",
-                      "on" if c.focal_loss else "off", str(c.seed), c.run_id)
+                      "on" if c.focal_loss else "off", *(f"{c.settings[a]:g}" if isinstance(c.settings[a], float)
+                                                         else str(c.settings[a]) for a in axes),
+                      str(c.seed), c.run_id)
     console.print(table)
 
 
