@@ -327,7 +327,7 @@ def effects_vs_baseline(exp: pd.DataFrame, grid: pd.DataFrame, rules: AnalysisSe
     bootstrap interval over clips and seeds, p-value adjusted over all of them, verdict."""
     keys = setting_columns(axes) + ["remedy"]
     metrics = effect_metrics(rules)
-    inert = _inert_settings(exp, axes)
+    inert = set(_inert_settings(exp, axes))
     rows: list[dict] = []
     for s in _settings_of(grid, axes):
         if baseline.is_baseline(s) or not baseline.in_grid(grid, s):
@@ -529,10 +529,11 @@ def warnings(manifest: Manifest, table: pd.DataFrame, problems: list[str], compa
                                 "separately (--literal) but are the same experiment; the analysis averages them "
                                 "into one (left blank)", off)
     exp = experiments(table, manifest.sweep.analysis, axes)
-    inert = set(_inert_settings(exp, axes))
+    inert_keys = _inert_settings(exp, axes)
+    inert = set(inert_keys)
     if inert:
         described = "; ".join(f"{key[0]} {_label_of(dict(zip(setting_columns(axes), key, strict=True)), axes)}"
-                              for key in _inert_settings(exp, axes))
+                              for key in inert_keys)
         rows = table["upsampling_ratio"].gt(0) & pd.Series(
             [_key(s) in inert for s in _settings_of(table, axes)], index=table.index)
         warn("not_applied", f"upsampling added no samples in {len(inert)} setting(s), in every seed: {described}. "
