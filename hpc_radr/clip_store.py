@@ -27,7 +27,7 @@ from hpc_radr.atomic import write_atomic
 from hpc_radr.datasets import EmbeddingUnit
 from hpc_radr.embedding_cache import CacheError, Embeddings, extraction_settings
 from hpc_radr.locks import locked
-from hpc_radr.manifest import Manifest
+from hpc_radr.manifest import Manifest, unit_dataset
 from hpc_radr.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ def clip_key(content: str, model_fingerprint: str, extraction: dict) -> str:
 
 
 def unit_of(manifest: Manifest, name: str) -> EmbeddingUnit:
+    """The files of unit ``name`` as the dataset they were inspected as at submit (so its fingerprint compares)."""
     spec = manifest.units[name]
-    return EmbeddingUnit(name, tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
+    return EmbeddingUnit(unit_dataset(name), tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
 
 
 def unit_extraction(manifest: Manifest, name: str) -> dict:

@@ -45,6 +45,11 @@ def unit_name(name: str, extraction: str) -> str:
     return f"{name}@{extraction}" if extraction else name
 
 
+def unit_dataset(unit: str) -> str:
+    """The dataset (or test set) a unit holds: its name without the extraction suffix (dataset names have no @)."""
+    return unit.split("@", 1)[0]
+
+
 class ModelSpec(_Frozen):
     model: str
     labels: str
