@@ -54,7 +54,8 @@ def clip_key(content: str, model_fingerprint: str, extraction: dict) -> str:
 def unit_of(manifest: Manifest, name: str) -> EmbeddingUnit:
     """The files of unit ``name`` as the dataset they were inspected as at submit (so its fingerprint compares)."""
     spec = manifest.units[name]
-    return EmbeddingUnit(unit_dataset(name), tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives))
+    positives, negatives = tuple(Path(p) for p in spec.positives), tuple(Path(p) for p in spec.negatives)
+    return EmbeddingUnit(unit_dataset(name), positives, negatives)
 
 
 def unit_extraction(manifest: Manifest, name: str) -> dict:

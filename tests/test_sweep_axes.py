@@ -73,7 +73,7 @@ def test_an_option_cannot_override_a_swept_setting():
         apply_overrides(sweep, {"epochs": 3})
 
 
-AXES_RUN = """name = "axes_run"
+CROP_SWEEP = """name = "crop"
 [[datasets]]
 name = "high_medium"
 tiers = ["high", "medium"]
@@ -81,18 +81,8 @@ tiers = ["high", "medium"]
 upsampling_modes = ["linear"]
 upsampling_ratios = [1.0]
 focal_loss = [false, true]
-hidden_units = [0, 16]
-focal_loss_gamma = [2.0, 4.0]
 crop_mode = ["center", "first"]
 seeds = [1]
-[baseline]
-upsampling_ratio = 1.0
-focal_loss = false
-hidden_units = 0
-crop_mode = "center"
-[training]
-epochs = 3
-dropout = 0.25
 """
 
 
@@ -102,11 +92,10 @@ def test_every_extraction_unit_matches_the_data_it_was_submitted_with(small_data
     from hpc_radr import clip_store
     from hpc_radr.submission import prepare
 
-    (tmp_path / "axes.toml").write_text(AXES_RUN)
+    (tmp_path / "axes.toml").write_text(CROP_SWEEP)
     manifest = prepare(tmp_path / "axes.toml", tmp_path / "run", small_data, None, dedupe=True, overrides={})
     assert sorted(manifest.units) == ["high_medium@crop_mode=center", "high_medium@crop_mode=first",
                                       "test@crop_mode=center", "test@crop_mode=first"]
     assert len({spec.key for spec in manifest.units.values()}) == 4  # one cache per unit and extraction setting
     for name, spec in manifest.units.items():
         assert clip_store.unit_of(manifest, name).fingerprint == spec.data_fingerprint, name
-
