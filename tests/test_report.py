@@ -418,5 +418,5 @@ def test_a_sweep_with_axes_is_compared_with_its_declared_baseline(small_data, tm
     assert same["mean"] == pytest.approx(0.0)
     assert any(w["kind"] == "shared_runs" and "focal_loss_gamma" in w["message"] for w in report.warnings)
     assert sorted(p.name for p in report.figures)[0].startswith("effect_")
-    assert ("baseline of the same dataset (upsampling_ratio 1, focal_loss False, hidden_units 0; each setting's "
-            "own focal_loss_gamma)") in report.markdown.read_text()
+    assert ("baseline of the same dataset (upsampling ratio 1, focal loss off, hidden units 0; each setting's "
+            "own gamma)") in report.markdown.read_text()

@@ -99,3 +99,77 @@ def test_every_extraction_unit_matches_the_data_it_was_submitted_with(small_data
     assert len({spec.key for spec in manifest.units.values()}) == 4  # one cache per unit and extraction setting
     for name, spec in manifest.units.items():
         assert clip_store.unit_of(manifest, name).fingerprint == spec.data_fingerprint, name
+
+
+HEAD_SWEEP = """name = "head"
+[[datasets]]
+name = "high_medium"
+tiers = ["high", "medium"]
+[grid]
+upsampling_modes = ["linear"]
+upsampling_ratios = [1.0]
+focal_loss = [false, true]
+hidden_units = [0, 16]
+focal_loss_gamma = [2.0, 4.0]
+crop_mode = ["center", "first"]
+seeds = [1]
+[baseline]
+upsampling_ratio = 1.0
+focal_loss = false
+hidden_units = 0
+crop_mode = "center"
+[training]
+epochs = 3
+dropout = 0.25
+"""
+
+
+def test_an_axis_sweep_trains_each_distinct_setting_once_and_reports_against_its_baseline(small_data, tmp_path):
+    """hidden units x focal gamma x crop mode, trained for real: the settings reach BirdNET's training, each clip
+    is extracted once per crop mode, gamma without focal loss is one run, and the report compares with [baseline]."""
+    import json
+
+    from hpc_radr.clip_store import ClipStore
+    from hpc_radr.collect import collect
+    from hpc_radr.executors.local import run_local
+    from hpc_radr.report import build_report
+    from hpc_radr.results import read_result
+    from hpc_radr.submission import prepare, remaining
+
+    (tmp_path / "head.toml").write_text(HEAD_SWEEP)
+    manifest = prepare(tmp_path / "head.toml", tmp_path / "run", small_data, None, dedupe=True, overrides={})
+    configs = manifest.configurations
+    assert len(configs) == 2 * 2 * 2 * 2
+    assert len({c.run_id for c in configs}) == 12  # focal off: gamma 2 and 4 share a run
+    outcome = run_local(remaining(manifest), workers=1)
+    assert not outcome.failed, outcome
+
+    for config in configs:
+        training = read_result(manifest.run_dir, config.run_id).record["training"]
+        assert (training["hidden_units"], training["crop_mode"], training["dropout"]) == (
+            config.settings["hidden_units"], config.settings["crop_mode"], 0.25), config.run_id
+        if config.focal_loss:
+            assert training["focal_loss_gamma"] == config.settings["focal_loss_gamma"], config.run_id
+
+    clips = [p for p in small_data.rglob("*.wav") if "low" not in p.parts]  # the high_medium dataset and the test set
+    assert len(ClipStore(manifest.run_dir).index()) == 2 * len(clips)  # every clip once per crop mode
+    shards = [json.loads(p.read_text()) for p in manifest.run_dir.clips.glob("shard-*.json")]
+    assert sum(s["clips"] for s in shards) == 2 * len(clips)  # and none extracted twice
+
+    table = collect(manifest.run_dir.path, manifest).table
+    assert len(table) == 16 and table["run_id"].nunique() == 12
+    assert (table["state"] == "completed").all()
+    report = build_report(manifest.run_dir.path)
+    auprc = report.analysis.effects.query("metric == 'auprc'")
+    # focal loss off: gamma is not a setting, so 4 settings (one the baseline) + 8 with focal loss on
+    assert len(auprc) == 3 + 8 and auprc["remedy"].is_unique
+    baseline = table.query("not focal_loss and hidden_units == 0 and crop_mode == 'center'")["auprc"]
+    assert baseline.nunique() == 1
+    for _, effect in auprc.iterrows():
+        own = table.query(f"focal_loss == {effect.focal_loss} and hidden_units == {effect.hidden_units} "
+                          f"and crop_mode == '{effect.crop_mode}'")
+        if effect.focal_loss:
+            own = own[own["focal_loss_gamma"] == effect.focal_loss_gamma]
+        assert effect["mean"] == pytest.approx(own["auprc"].iloc[0] - baseline.iloc[0]), effect.remedy
+    assert "(upsampling ratio 1, focal loss off, hidden units 0, crop mode center; each setting's own gamma)" in (
+        report.markdown.read_text())

@@ -16,6 +16,7 @@ import pandas as pd
 from hpc_radr.collect import SUMMARY_METRICS
 from hpc_radr.estimate import readable_hours
 from hpc_radr.report.analysis import (
+    AXIS_WORDS,
     MAX_SEEDS_SHOWN,
     VERDICTS,
     Analysis,
@@ -142,9 +143,19 @@ def baseline_words(analysis: Analysis) -> str:
     """The baseline as [baseline] declares it, and the axes it leaves at each setting's own value."""
     if not analysis.axes and analysis.baseline == {"upsampling_ratio": 0.0, "focal_loss": False}:
         return "ratio 0.0, focal loss off"
-    declared = ", ".join(f"{name} {_cell(value)}" for name, value in analysis.baseline.items())
-    free = [name for name in analysis.axes if name not in analysis.baseline]
+    declared = ", ".join(_baseline_value(name, value) for name, value in analysis.baseline.items())
+    free = [AXIS_WORDS.get(name, name.replace("_", " ")) for name in analysis.axes if name not in analysis.baseline]
     return declared + (f"; each setting's own {', '.join(free)}" if free else "")
+
+
+def _baseline_value(name: str, value: object) -> str:
+    if name == "upsampling_ratio":
+        return "no upsampling" if value == 0 else f"upsampling ratio {_cell(value)}"
+    if name == "upsampling_mode":
+        return f"{value} upsampling"
+    if name == "focal_loss":
+        return "focal loss on" if value else "focal loss off"
+    return f"{AXIS_WORDS.get(name, name.replace('_', ' '))} {_cell(value)}"
 
 
 def _answer(doc: Document, analysis: Analysis) -> None:
