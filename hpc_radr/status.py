@@ -149,8 +149,9 @@ def _slurm_log(run_dir: RunDir, job: Key) -> str | None:
 
 def clip_progress(manifest: Manifest, problems: list[str]) -> dict[str, int] | None:
     """How many of the sweep's distinct clips the clip store holds: its index names only this sweep's clips, one
-    per distinct file content, so counting them needs neither the data nor the clip keys. None for a run
-    directory submitted before the clip store (no clip fingerprints)."""
+    per distinct file content and extraction setting (a crop-mode axis stores each file once per mode), so
+    counting them needs neither the data nor the clip keys. None for a run directory submitted before the clip
+    store (no clip fingerprints)."""
     content = manifest.record.clip_content
     if not content:
         return None
@@ -161,7 +162,9 @@ def clip_progress(manifest: Manifest, problems: list[str]) -> dict[str, int] | N
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:
         problems.append(f"{manifest.run_dir.clip_index}: unreadable clip store index ({err})")
-    return {"stored": stored, "total": len(set(content.values()))}
+    distinct = {(content.get(str(Path(path))), json.dumps(spec.extraction or {}, sort_keys=True))
+                for spec in manifest.units.values() for path in (*spec.positives, *spec.negatives)}
+    return {"stored": stored, "total": len(distinct)}
 
 
 def status(run_dir: Path, manifest: Manifest | None = None, query: Query = slurm_state.query) -> StatusReport:

@@ -285,3 +285,59 @@ def test_a_failed_embedding_job_cancels_the_array_instead_of_every_task_failing(
     report = wait_until_settled(slurm_env, run_dir, expect={"cancelled": 2})
     assert any("embedding job" in p and "(embed) ended" in p for p in report["problems"]), report["problems"]
     assert not (run_dir / "results").exists() or not list((run_dir / "results").glob("*.json"))
+
+
+AXES_SWEEP = """name = "slurmaxes"
+[[datasets]]
+name = "high_medium"
+tiers = ["high", "medium"]
+[grid]
+upsampling_modes = ["linear"]
+upsampling_ratios = [1.0]
+focal_loss = [false, true]
+hidden_units = [0, 16]
+dropout = [0.0, 0.25]
+focal_loss_gamma = [2.0, 4.0]
+crop_mode = ["center", "first"]
+seeds = [1]
+[baseline]
+upsampling_ratio = 1.0
+focal_loss = false
+hidden_units = 0
+dropout = 0.0
+crop_mode = "center"
+[training]
+epochs = 2
+"""
+
+
+def test_an_axis_sweep_runs_on_the_cluster_and_trains_inert_duplicates_once(slurm_env, small_data, tmp_path):
+    """hidden units x dropout x focal gamma x crop mode through the real chain: one clip store with each clip once
+    per crop mode, training waiting for it, gamma without focal loss trained once, the report against [baseline]."""
+    (tmp_path / "axes.toml").write_text(AXES_SWEEP)
+    run_dir = tmp_path / "run"
+    out = json.loads(cli(slurm_env, "submit", tmp_path / "axes.toml", "--data", small_data, "--run-dir", run_dir,
+                         "--partition", "gpu", "--cpus-per-task", "1", "--runs-per-task", "6", "--json").stdout)
+    jobs = {job["name"]: job for job in out["jobs"]}
+    assert sorted(jobs) == ["collect", "embed", "train:0"]
+    runs = [run for task in jobs["train:0"]["tasks"] for run in task]
+    assert len(runs) == len(set(runs)) == 24  # 32 configurations: with focal loss off both gammas are one run
+    assert jobs["embed"]["job_id"] in job_fields(slurm_env, jobs["train:0"]["job_id"])[0]["Dependency"]
+
+    wait_until_settled(slurm_env, run_dir, expect={"completed": 32})
+    deadline = time.monotonic() + 180
+    while not (run_dir / "report" / "report.json").exists() and time.monotonic() < deadline:
+        time.sleep(2)  # the collect job writes the tables and the report after the array
+    assert (run_dir / "report" / "report.json").exists()
+    assert json.loads(cli(slurm_env, "status", run_dir, "--json").stdout)["clips"] == {"stored": 148, "total": 148}
+    shards = [json.loads(p.read_text()) for p in (run_dir / "clips").glob("shard-*.json")]
+    assert sum(s["clips"] for s in shards) == 148  # 74 clips, each once per crop mode
+    for run in runs:
+        training = json.loads((run_dir / "results" / f"{run}.json").read_text())["training"]
+        assert f"hidden{training['hidden_units']}__" in run and f"crop-{training['crop_mode']}__" in run
+        assert f"dropout{training['dropout']:g}__" in run, run
+
+    report = json.loads(cli(slurm_env, "report", run_dir, "--json").stdout)
+    remedies = {e["remedy"] for e in report["effects"]}
+    assert len(remedies) == 2 * 2 * 2 - 1 + 2 * 2 * 2 * 2  # focal off: 8 settings, one the baseline; on: 16
+    assert "linear x1, no focal loss, hidden units 0, dropout 0, crop mode center" not in remedies
