@@ -101,6 +101,11 @@ class Analysis:
 AXIS_WORDS = {"focal_loss_gamma": "gamma", "focal_loss_alpha": "alpha", "val_split": "validation split"}
 
 
+def axis_words(name: str) -> str:
+    """A training axis as the report names it: ``gamma``, ``hidden units``."""
+    return AXIS_WORDS.get(name, name.replace("_", " "))
+
+
 def _words(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -118,7 +123,7 @@ def label(mode: str, ratio: float, focal: bool, settings: dict | None = None) ->
     words = [f"{mode} x{ratio:g}" if ratio > 0 else "no upsampling",
              ("focal loss" + (f" ({', '.join(focal_details)})" if focal_details else "")) if focal
              else "no focal loss"]
-    words += [f"{AXIS_WORDS.get(n, n.replace('_', ' '))} {_words(v)}" for n, v in given.items()
+    words += [f"{axis_words(n)} {_words(v)}" for n, v in given.items()
               if n not in FOCAL_ONLY_AXES]
     return ", ".join(words)
 

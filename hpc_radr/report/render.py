@@ -16,10 +16,10 @@ import pandas as pd
 from hpc_radr.collect import SUMMARY_METRICS
 from hpc_radr.estimate import readable_hours
 from hpc_radr.report.analysis import (
-    AXIS_WORDS,
     MAX_SEEDS_SHOWN,
     VERDICTS,
     Analysis,
+    axis_words,
     detection_metrics,
     effect_metrics,
     metric_name,
@@ -144,7 +144,7 @@ def baseline_words(analysis: Analysis) -> str:
     if not analysis.axes and analysis.baseline == {"upsampling_ratio": 0.0, "focal_loss": False}:
         return "ratio 0.0, focal loss off"
     declared = ", ".join(_baseline_value(name, value) for name, value in analysis.baseline.items())
-    free = [AXIS_WORDS.get(name, name.replace("_", " ")) for name in analysis.axes if name not in analysis.baseline]
+    free = [axis_words(name) for name in analysis.axes if name not in analysis.baseline]
     return declared + (f"; each setting's own {', '.join(free)}" if free else "")
 
 
@@ -155,7 +155,7 @@ def _baseline_value(name: str, value: object) -> str:
         return f"{value} upsampling"
     if name == "focal_loss":
         return "focal loss on" if value else "focal loss off"
-    return f"{AXIS_WORDS.get(name, name.replace('_', ' '))} {_cell(value)}"
+    return f"{axis_words(name)} {_cell(value)}"
 
 
 def _answer(doc: Document, analysis: Analysis) -> None:
