@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.measure import system_busy_seconds
-from hpc_radr.birdnet.upsampling import MODES, UpsamplingStats, birdnet_neighbours, nearest_neighbours, upsampling
+from hpc_radr.birdnet.neighbours import birdnet_neighbours, nearest_neighbours
+from hpc_radr.birdnet.upsampling import MODES, UpsamplingStats, upsampling
 
 SIZES = ((2_200, 200), (11_000, 1_000), (27_000, 7_200))  # the last: 100x the demo data's 72 positives
 DIM, RATIO, SEED, SHIFT = 1024, 1.0, 1, 0.5

@@ -20,7 +20,8 @@ LAYERS = [[f"hpc_radr.{name}" if name != "." else "hpc_radr" for name in layer.s
     "executors executors.slurm_state executors.job_files status collect estimate report report.bootstrap "
     "report.multiplicity "
     "report.analysis report.figures report.render selection model_card export",
-    "demo_data datasets embedding_cache clip_store birdnet.runtime birdnet.embeddings birdnet.upsampling "
+    "demo_data datasets embedding_cache clip_store birdnet.runtime birdnet.embeddings birdnet.neighbours "
+    "birdnet.upsampling "
     "birdnet.training "
     "planning submission runner audio_inputs birdnet.analysis birdnet.probe",
     "bundled job_plan executors.slurm_site executors.local executors.slurm executors.sbatch_scripts workflow",

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from conftest import write_sweep
 
-from hpc_radr.birdnet.upsampling import MODES, UpsamplingStats, birdnet_neighbours, nearest_neighbours, upsampling
+from hpc_radr.birdnet.neighbours import birdnet_neighbours, nearest_neighbours
+from hpc_radr.birdnet.upsampling import MODES, UpsamplingStats, upsampling
 from hpc_radr.embedding_cache import load as load_cache
 from hpc_radr.manifest import load
 from hpc_radr.results import read_result
@@ -74,6 +75,22 @@ def tied() -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(rng.standard_normal((300, 4)) + y), -2, 3).astype(np.float32), y
 
 
+def neighbourhoods(n: int, positives: int, centres: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings as the 100x benchmark draws them: points scattered tightly around a few hundred centres (each
+    with its own near neighbours, far from the rest), a non-zero common mean, a few exact duplicate rows, and a
+    few points alone far from every centre (no neighbourhood: they take the matrix-product path)."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, 1024)) + 3.0
+    x = middle[rng.integers(0, centres, n)] + 0.05 * rng.standard_normal((n, 1024))
+    x[-20:] = rng.standard_normal((20, 1024)) * 4 + 3.0  # alone
+    x[-40:-30] = x[:10]  # duplicates of the first ten
+    y = np.zeros((n, 1), dtype=np.float32)
+    y[rng.choice(n, positives, replace=False)] = 1
+    y[:10] = y[-40:-30] = 1  # the duplicated rows are anchors
+    y[-20:] = 1
+    return x.astype(np.float32), y
+
+
 def synthetic_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     small, mid = labelled(60, 8, 16, 1), labelled(2_000, 200, 64, 2)
     no_op = labelled(31, 11, 16, 3)  # ratio 0.5: int(20 x 0.5) = 10 <= 11 positives, nothing to add
@@ -81,6 +98,7 @@ def synthetic_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     tiny = labelled(5, 2, 8, 5)  # fewer samples than BirdNET's 5 neighbours + the anchor
     in_float64 = labelled(300, 40, 16, 6)
     return {"small": small, "mid": mid, "wide": labelled(2_200, 200, 1024, 7), "tied": tied(),
+            "neighbourhoods": neighbourhoods(3_000, 400, 150, 12),
             "twins": with_twins(*labelled(300, 40, 16, 8)), "no_op": no_op,
             "majority": majority, "tiny": tiny, "float64": (in_float64[0].astype(np.float64), in_float64[1])}
 
@@ -89,6 +107,7 @@ def synthetic_cases() -> list[dict]:
     cases = [dict(data="small", mode=m, ratio=r, seed=s) for m in MODES for r in RATIOS for s in (1, 7, 42)]
     cases += [dict(data="mid", mode=m, ratio=r, seed=s) for m in MODES for r in RATIOS for s in (1, 42)]
     cases += [dict(data="wide", mode=m, ratio=0.25, seed=3) for m in MODES]
+    cases += [dict(data="neighbourhoods", mode=m, ratio=0.25, seed=s) for m in MODES for s in (1, 2)]
     cases += [dict(data=d, mode=m, ratio=r, seed=s) for d in ("tied", "twins") for m in MODES for r in (0.5, 1.0)
               for s in (1, 2)]
     for data, ratio in (("no_op", 0.5), ("majority", 1.0), ("tiny", 1.0), ("float64", 1.0)):
@@ -219,7 +238,7 @@ def tie_at_the_neighbours(x: np.ndarray, anchor: int) -> bool:
     return not np.all(ranked[1:] > ranked[:-1])
 
 
-@pytest.mark.parametrize("name", ["mid", "tied", "twins", "float64"])
+@pytest.mark.parametrize("name", ["mid", "tied", "twins", "float64", "neighbourhoods"])
 def test_every_anchors_neighbours_are_birdnets(synthetic_reference, name):
     """Not only the anchors the random draws pick: every sample as an anchor, against BirdNET's formula; exactly
     the anchors with a tie at the neighbour positions (found on the whole array) take BirdNET's full sort."""
@@ -228,10 +247,32 @@ def test_every_anchors_neighbours_are_birdnets(synthetic_reference, name):
     for anchor, neighbours in found.items():
         assert np.array_equal(neighbours, birdnet_neighbours(x, anchor)), anchor
     assert fell_back == {a for a in range(len(x)) if tie_at_the_neighbours(x, a)}
-    assert (len(fell_back) > 0) == (name in ("tied", "twins"))
-    if fell_back:  # the ties matter: a stable sort would pick other neighbours than BirdNET's for some anchors
+    assert (len(fell_back) > 0) == (name in ("tied", "twins", "neighbourhoods"))
+    if name in ("tied", "twins"):  # the ties matter: a stable sort would pick other neighbours for some anchors
         stable = [np.argsort(np.sqrt(np.sum((x - x[a]) ** 2, axis=1)), kind="stable")[1:6] for a in fell_back]
         assert any(not np.array_equal(s, found[a]) for s, a in zip(stable, fell_back, strict=True))
+
+
+def test_on_data_with_neighbourhoods_few_samples_get_birdnets_formula(synthetic_reference, monkeypatch):
+    """The point of the projection and its tree: an anchor with near neighbours gets BirdNET's formula on a
+    handful of samples, not on all 3,000; the points far from everything take the matrix-product path."""
+    from hpc_radr.birdnet import neighbours
+
+    x, y = synthetic_reference[2]["neighbourhoods"]
+    bounds = neighbours._Bounds.of(x)
+    projection = neighbours._Projection.of(bounds)
+    positives = np.flatnonzero(y[:, 0] == 1)
+    dense, matrix_products = [], neighbours._Bounds.dense_candidates
+    monkeypatch.setattr(neighbours._Bounds, "dense_candidates",
+                        lambda self, rows, *args: dense.extend(rows.tolist()) or matrix_products(self, rows, *args))
+    anchor_of, sample_of, distance = projection.candidates(x, bounds, positives, neighbours.NEIGHBOURS + 1)
+    per_anchor = np.bincount(anchor_of, minlength=len(x))[positives]
+    assert np.median(per_anchor) <= 30 and per_anchor.min() >= neighbours.NEIGHBOURS + 1
+    assert len(anchor_of) < 0.05 * len(positives) * len(x)
+    pairs = anchor_of.astype(np.int64) * len(x) + sample_of
+    assert len(np.unique(pairs)) == len(pairs), "a pair twice would look like a tie"
+    assert np.array_equal(distance, np.sqrt(np.sum((x[sample_of] - x[anchor_of]) ** 2, axis=1)))
+    assert set(positives[-20:].tolist()) <= set(dense) and len(dense) < 0.1 * len(positives)
 
 
 def test_neighbours_that_float32_rounding_reorders_are_birdnets():
