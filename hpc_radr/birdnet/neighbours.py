@@ -69,8 +69,8 @@ def nearest_neighbours(x: np.ndarray, anchors: list[int], k: int = NEIGHBOURS,
         return {}, set()
     kept = min(len(x), k + 1)  # sorted positions 0..k, position 0 being (normally) the anchor itself
     rows = np.asarray(anchors, dtype=np.intp)
-    # numpy's BLAS spreads even these small products over every core, whose threads then spin: at 100x the demo
-    # one thread spends a third less CPU in about the same time
+    # numpy's BLAS spreads every product over all cores; on 2 cores (here) one thread spends a third less CPU
+    # in about the same time for the small products, and 0.67x the CPU in 1.25x the time for the large ones
     with threadpool_limits(limits=1, user_api="blas"):
         projection = _Projection.of(bounds)
         if projection is None:
@@ -164,10 +164,11 @@ class _Projection:
         known = _birdnet_distances(x, np.repeat(rows, look), nearest.ravel()).reshape(len(rows), look)
         limit = np.partition(known, kept - 1, axis=1)[:, kept - 1].astype(np.float64)
         radius = bounds.exact_within(limit) * (1 + _MARGIN) + self.slack
-        balls = self.tree.query_ball_point(self.points[rows], radius, return_sorted=False)
-        counts = np.fromiter(map(len, balls), dtype=np.intp, count=len(rows))
+        # counted first: a crowded ball can hold every sample, too many to list for each anchor
+        counts = np.asarray(self.tree.query_ball_point(self.points[rows], radius, return_length=True))
         sparse = counts <= max(_CROWDED, n // _CROWDED)
-        ball_samples = np.fromiter(chain.from_iterable(balls[sparse]), dtype=np.intp, count=int(counts[sparse].sum()))
+        balls = self.tree.query_ball_point(self.points[rows[sparse]], radius[sparse], return_sorted=False)
+        ball_samples = np.fromiter(chain.from_iterable(balls), dtype=np.intp, count=int(counts[sparse].sum()))
         ball_anchors = np.repeat(rows[sparse], counts[sparse])
         first_anchors, first_samples = np.repeat(rows[sparse], look), nearest[sparse].ravel()
         new = ~np.isin(ball_anchors * n + ball_samples, first_anchors * n + first_samples)
