@@ -47,7 +47,7 @@ _FITTED_ON = 2_048  # rows (evenly spaced) the axes are fitted on: a fixed cost 
 _FIRST_LOOK = 8  # samples nearest in the projection whose BirdNET distances give T (at least 6)
 _CROWDED = 64  # a ball with more than max(this, samples / this) samples: the matrix-product path
 _MARGIN = 1e-5  # relative to the data's scale: covers the rounding of the projection (below 1e-6 of it)
-_BLOCK_ELEMENTS = 1 << 18  # anchors x samples per matrix product: 2 MB of float64 per temporary, reused
+_BLOCK_ELEMENTS = 1 << 18  # rows x dimensions per block of the projection's float64 pass: 2 MB, reused
 _PAIR_ELEMENTS = 1 << 18  # pairs x dimensions per batch of BirdNET's formula: 1 MB of float32
 _DENSE_ROWS = 128  # anchors per matrix product with every sample: fewer passes over x, larger temporaries
 
