@@ -48,7 +48,7 @@ def case(name: str, sweep: Path, data: Path, run_dir: Path, ctx: dict, calibrate
     outcome = json.loads(done.stdout)
     if outcome["failed"]:
         raise RuntimeError(f"estimate/{name}: runs failed: {outcome['failed']}")
-    compared = {}
+    compared, actual = {}, _actual(run_dir)
     for source, found in estimates.items():
         cpu, wall = found["cpu_hours"] * 3600, found["wall_hours"] * 3600
         compared[source] = {
@@ -58,7 +58,21 @@ def case(name: str, sweep: Path, data: Path, run_dir: Path, ctx: dict, calibrate
             "per_kind": found["kinds"], "calibration": found["calibration"]["described"]}
     return {"sweep": str(sweep), "data": str(data), "runs": len(outcome["trained"]),
             "clips": probed["clips"], "measured": done.as_dict(), "probe_cost": probe_cost.as_dict(),
-            "estimates": compared}
+            "actual": actual, "estimates": compared}
+
+
+def _actual(run_dir: Path) -> dict:
+    """What the run directory recorded per job kind (CPU-seconds, and the extraction's terms as the run-dir
+    calibration reads them), so that a miss can be traced to extraction or to training."""
+    from hpc_radr.estimate import actual_cost, calibrate_from_run_dir
+    from hpc_radr.manifest import load
+    from hpc_radr.run_dir import RunDir
+
+    manifest = load(RunDir(run_dir))
+    cost, calibration = actual_cost(manifest), calibrate_from_run_dir(manifest)
+    return {"cpu_s": {kind: hours * 3600 for kind, hours in cost["cpu_hours"].items()},
+            "clip_cpu_s": calibration.clip_cpu_s, "worker_start_cpu_s": calibration.worker_start_cpu_s,
+            "extraction_efficiency": calibration.extraction_efficiency, "import_s": calibration.import_s}
 
 
 def run(ctx: dict, study: Path, demo: Path, tenfold: Path) -> dict:

@@ -271,9 +271,23 @@ def _estimate(section: dict) -> list[str]:
         lines_probe = found["probe_cost"]
         rows[-1 - (len(found["estimates"]) - 1)][3] += (f" ({_f(lines_probe['wall_s'], 0)} s, "
                                                          f"{_f(lines_probe['cpu_s'], 0)} CPU-s)")
-    return lines + _table(["sweep", "clips", "runs", "calibration (its cost)", "CPU-s estimated / measured",
-                           "off", "wall s estimated / measured", "off", "stated uncertainty",
-                           "within 30%"], rows) + [""]
+    lines += _table(["sweep", "clips", "runs", "calibration (its cost)", "CPU-s estimated / measured",
+                     "off", "wall s estimated / measured", "off", "stated uncertainty", "within 30%"], rows) + [""]
+    kinds = []
+    for name, found in section["cases"].items():
+        recorded = found.get("actual")
+        if not recorded:
+            continue
+        for source, compared in found["estimates"].items():
+            estimated = {k["kind"]: k["cpu_hours"] * 3600 for k in compared["per_kind"]}
+            kinds.append([name, source] + [f"{_f(estimated.get(kind, 0.0), 0)} / {_f(recorded['cpu_s'][kind], 0)}"
+                                           for kind in ("embed", "train")])
+    if kinds:
+        lines += ["Per job kind: CPU-seconds estimated against those the run directory recorded (extraction: its "
+                  "calls and TensorFlow's import; training: each run and each process' import). The rest of the "
+                  "measured CPU-seconds is the submit command's own.", ""]
+        lines += _table(["sweep", "calibration", "extraction CPU-s", "training CPU-s"], kinds) + [""]
+    return lines
 
 
 def _mb(value) -> str:

@@ -3,9 +3,11 @@ chosen throttle, from a calibration measured on this data or taken from an earli
 
 The cost model has one term per thing that costs, each linear in what it grows with:
 
-- extraction: per extraction call (one shard of the clip store) a start-up (its worker pool loading BirdNET's
-  model) plus (clips) x (CPU-seconds per clip); a call's wall time is its start-up plus its clips' CPU-seconds
-  spread over the task's CPUs at the parallel efficiency measured; per task, one TensorFlow import more;
+- extraction: per extraction call (one shard of the clip store) each worker's start-up (BirdNET's model, the
+  audio libraries and librosa's compiled functions loaded, about 30 clips' worth) plus (clips) x (CPU-seconds
+  per clip, as the workers measure it past their first clip); a call's wall time is one start-up (the workers
+  start at once) plus its clips' CPU-seconds spread over the task's CPUs at the parallel efficiency measured;
+  per task, one TensorFlow import more;
 - training, per run: ``a + e x (b + c x s)`` seconds, wall and CPU alike, where ``e`` is the epochs run and
   ``s`` the samples one epoch sees (the fit split after upsampling plus the validation split, both known from
   the dataset's size, the split and the ratio before anything is trained); ``a`` holds loading the embeddings,
@@ -61,10 +63,10 @@ class Calibration:
 
     source: str  # "probe" or "run_dir"
     described: str  # in words: what was measured, on what
-    clip_cpu_s: float  # CPU-seconds per clip extracted
-    call_cpu_s: float  # CPU-seconds of one extraction call's start-up (its pool loading the model)
-    call_wall_s: float  # its wall seconds
-    extraction_efficiency: float  # CPU-seconds per wall-second per extraction worker (<= 1)
+    clip_cpu_s: float  # CPU-seconds per clip extracted, in a worker past its first clip
+    worker_start_cpu_s: float  # CPU-seconds of each extraction worker's start-up, per call (about as much wall)
+    extraction_efficiency: float  # CPU-seconds per wall-second per extraction worker after start-up (<= 1)
+    clip_rate_measured: bool  # False: an average with start-up in it (statistics of an older version)
     import_s: float  # one TensorFlow + BirdNET import (wall; about as many CPU-seconds)
     run_wall: RunCost
     run_cpu: RunCost
@@ -89,22 +91,30 @@ def fit_run_cost(epochs: list[float], samples: list[float], seconds: list[float]
     return RunCost(*map(float, coefficients)), spread
 
 
-def fit_extraction(clips: list[int], cpu_s: list[float], wall_s: list[float], workers: list[int]) -> dict:
-    """The extraction terms of a Calibration from measured calls: CPU = start-up + clips x per clip (the
-    nearest non-negative line), the same for wall x workers, and their ratio per clip as the efficiency."""
-    from scipy.optimize import nnls
+def fit_extraction(calls: list[dict]) -> dict:
+    """The extraction terms of a Calibration from measured calls (extraction statistics: ``clips``,
+    ``workers``, ``extract_s``, ``extract_cpu_s`` and what the workers measured, ``warm_clips`` and
+    ``warm_clip_cpu_s``). The per-clip rate is the workers' own over the clips that were not a worker's first;
+    a worker's start-up is what the call cost beyond its clips at that rate (the median over calls, so that a
+    machine's first extraction, which compiles librosa's functions, does not price every later one); the
+    efficiency is the clips' CPU-seconds over what the workers held after their start-up.
 
-    n = np.asarray(clips, dtype=float)
-    design = np.column_stack([np.ones_like(n), n])
-    (call_cpu, per_clip), _ = nnls(design, np.asarray(cpu_s, dtype=float))
-    held = np.asarray(wall_s, dtype=float) * np.asarray(workers, dtype=float)
-    (call_held, held_per_clip), _ = nnls(design, held)
-    if per_clip <= 0:  # one call, or calls of one size: all of it per clip
-        per_clip, call_cpu = float(np.sum(cpu_s) / n.sum()), 0.0
-        held_per_clip, call_held = float(held.sum() / n.sum()), 0.0
-    return {"clip_cpu_s": float(per_clip), "call_cpu_s": float(call_cpu),
-            "call_wall_s": float(call_held / np.mean(workers)),
-            "extraction_efficiency": float(min(1.0, per_clip / held_per_clip)) if held_per_clip > 0 else 1.0}
+    Statistics from before the workers told their first clip apart give only the average over all clips,
+    start-up included: an upper bound, said in the calibration's description."""
+    clips = np.asarray([c["clips"] for c in calls], dtype=float)
+    cpu = np.asarray([c["extract_cpu_s"] for c in calls], dtype=float)
+    wall = np.asarray([c["extract_s"] for c in calls], dtype=float)
+    workers = np.asarray([max(1, c["workers"]) for c in calls], dtype=float)
+    warm = sum(c.get("warm_clips", 0) for c in calls)
+    if warm:
+        per_clip = sum(c["warm_clip_cpu_s"] for c in calls if "warm_clips" in c) / warm
+        start = float(max(0.0, np.median((cpu - clips * per_clip) / workers)))
+    else:
+        per_clip, start = float(cpu.sum() / clips.sum()), 0.0
+    held = float(np.sum(workers * np.maximum(wall - start, 1e-3)))
+    efficiency = float(min(1.0, clips.sum() * per_clip / held)) if per_clip > 0 else 1.0
+    return {"clip_cpu_s": float(per_clip), "worker_start_cpu_s": start, "extraction_efficiency": efficiency,
+            "clip_rate_measured": bool(warm)}
 
 
 def samples_per_epoch(positives: int, negatives: int, val_split: float, ratio: float) -> tuple[int, int]:
@@ -141,8 +151,7 @@ def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
         raise EstimateError(f"{manifest.run_dir.path}: no extraction statistics to calibrate from "
                             "(a run directory whose embeddings were extracted by hpc-radr)")
     clips = sum(s["clips"] for s in stats)
-    extraction = fit_extraction([s["clips"] for s in stats], [s["extract_cpu_s"] for s in stats],
-                                [s["extract_s"] for s in stats], [s["workers"] for s in stats])
+    extraction = fit_extraction(stats)
     imports = [s["import_s"] for s in stats if s.get("import_s", 0) > 1.0]  # the first unit of a task imports
     epochs, samples, walls, cpus, fractions, process_imports = [], [], [], [], [], []
     for config in manifest.runs:
@@ -167,7 +176,9 @@ def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
     import_s = float(np.median(process_imports + imports)) if process_imports or imports else 8.0
     return Calibration(
         source="run_dir",
-        described=f"the timings of {manifest.run_dir.path}: {len(epochs)} runs and {clips} extracted clips",
+        described=f"the timings of {manifest.run_dir.path}: {len(epochs)} runs and {clips} extracted clips"
+        + ("" if extraction["clip_rate_measured"] else
+           " (recorded before the workers timed their first clip apart: extraction is an upper bound)"),
         **extraction, import_s=import_s,
         run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=float(np.mean(fractions)),
         spread=max(wall_spread, cpu_spread), runs=len(epochs))
@@ -257,8 +268,8 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
     ``capacity.embed_tasks``, at ``capacity``."""
     runs = unique_runs(record.configurations) if runs is None else runs
     hour, kinds, notes = 3600.0, [], []
-    def call_wall(clips: int) -> float:
-        return calibration.call_wall_s + clips * calibration.clip_cpu_s / (
+    def call_wall(clips: int) -> float:  # the workers start at once, then share the clips
+        return calibration.worker_start_cpu_s + clips * calibration.clip_cpu_s / (
             calibration.extraction_efficiency * capacity.embed_cpus)
 
     embed_walls = [calibration.import_s + sum(map(call_wall, task)) for task in capacity.embed_tasks]
@@ -266,7 +277,8 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
     clips = sum(map(sum, capacity.embed_tasks))
     embed_wall = _makespan(embed_walls, capacity.embed_lanes)
     if capacity.embed_tasks:
-        cpu = clips * calibration.clip_cpu_s + calls * calibration.call_cpu_s + len(embed_walls) * calibration.import_s
+        cpu = (clips * calibration.clip_cpu_s + calls * capacity.embed_cpus * calibration.worker_start_cpu_s
+               + len(embed_walls) * calibration.import_s)
         kinds.append(KindCost("embed", len(embed_walls), cpu / hour, sum(embed_walls) * capacity.embed_cpus / hour,
                               0.0, max(embed_walls) / hour, embed_wall / hour))
     per_run = run_seconds(record, sweep, calibration, runs)

@@ -116,7 +116,7 @@ def _extract(manifest: Manifest, clips: list[clip_store.Clip], workers: int | No
             raise embedding_cache.CacheError(
                 f"{clip.path}: the data changed since submit (the file was rewritten); submit again into a new "
                 "run directory to use the new data")
-    from hpc_radr.birdnet.embeddings import extract_clips
+    from hpc_radr.birdnet.embeddings import extract_clips, warm_statistics
     from hpc_radr.birdnet.runtime import import_birdnet
 
     workers = workers or worker_cpus()
@@ -135,6 +135,7 @@ def _extract(manifest: Manifest, clips: list[clip_store.Clip], workers: int | No
         clip_store.ClipStore(manifest.run_dir).add(
             [c.key for c in group], [r.x for r in found_rows], [r.cpu_s for r in found_rows],
             {"workers": workers, "import_s": import_s, "extract_s": extract_s, "extract_cpu_s": extract_cpu_s,
+             **warm_statistics(found_rows),
              "extraction": settings, "host": socket.gethostname(), "pid": os.getpid(),
              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")})
         import_s = 0.0  # paid once, by the first shard

@@ -14,9 +14,11 @@ from hpc_radr.estimate import (
     Capacity,
     EstimateError,
     RunCost,
+    _extraction_stats,
     _makespan,
     calibrate_from_run_dir,
     estimate,
+    fit_extraction,
     fit_run_cost,
     samples_per_epoch,
 )
@@ -28,8 +30,8 @@ from hpc_radr.workflow import slurm_capacity, whole_sweep
 
 
 def calibration(**changes) -> Calibration:
-    values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, call_cpu_s=1.0, call_wall_s=2.0,
-                  extraction_efficiency=0.5, import_s=5.0,
+    values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, worker_start_cpu_s=1.0,
+                  extraction_efficiency=0.5, clip_rate_measured=True, import_s=5.0,
                   run_wall=RunCost(1.0, 0.1, 0.001), run_cpu=RunCost(2.0, 0.1, 0.002), epoch_fraction=0.5,
                   spread=0.0, runs=10)
     return Calibration(**{**values, **changes})
@@ -48,6 +50,34 @@ def test_fit_recovers_the_coefficients_of_exact_runs():
     cost, spread = fit_run_cost(epochs, samples, [truth.seconds(e, s) for e, s in zip(epochs, samples, strict=True)])
     assert cost.a == pytest.approx(truth.a) and cost.b == pytest.approx(truth.b) and cost.c == pytest.approx(truth.c)
     assert spread == pytest.approx(0.0, abs=1e-9)
+
+
+def _call(clips, workers, rate, start, efficiency=1.0, compiled=0.0):
+    """The statistics of one extraction call whose workers start in ``start`` CPU-seconds each (plus
+    ``compiled`` on a machine's first extraction) and then extract at ``rate`` per clip."""
+    cpu = clips * rate + workers * (start + compiled)
+    return {"clips": clips, "workers": workers, "extract_cpu_s": cpu,
+            "extract_s": start + compiled + clips * rate / (efficiency * workers),
+            "warm_clips": clips - workers, "warm_clip_cpu_s": (clips - workers) * rate}
+
+
+def test_extraction_rate_and_start_up_come_apart_in_one_call():
+    found = fit_extraction([_call(32, 2, rate=0.03, start=0.9, efficiency=0.8)])
+    assert found["clip_cpu_s"] == pytest.approx(0.03) and found["worker_start_cpu_s"] == pytest.approx(0.9)
+    assert found["extraction_efficiency"] == pytest.approx(0.8) and found["clip_rate_measured"]
+
+
+def test_a_first_extraction_that_compiled_does_not_price_every_call():
+    calls = [_call(400, 2, 0.03, 0.9, compiled=12.0), _call(400, 2, 0.03, 0.9), _call(100, 2, 0.03, 0.9)]
+    found = fit_extraction(calls)
+    assert found["clip_cpu_s"] == pytest.approx(0.03) and found["worker_start_cpu_s"] == pytest.approx(0.9)
+
+
+def test_statistics_without_the_workers_rate_give_the_average_and_say_so():
+    old = {k: v for k, v in _call(400, 2, 0.03, 0.9).items() if not k.startswith("warm")}
+    found = fit_extraction([old])
+    assert found["clip_cpu_s"] == pytest.approx(0.03 + 2 * 0.9 / 400) and found["worker_start_cpu_s"] == 0
+    assert not found["clip_rate_measured"]
 
 
 def test_makespan_lays_tasks_on_the_first_free_lane():
@@ -85,9 +115,10 @@ def test_estimate_adds_up_by_hand(small_data, tmp_path):
         walls.append(1.0 + epochs * (0.1 + 0.001 * (fit + val)))
         cpus.append(2.0 + epochs * (0.1 + 0.002 * (fit + val)))
     kinds = {k.kind: k for k in found.kinds}
-    assert kinds["embed"].cpu_hours * 3600 == pytest.approx(150 * 0.1 + 3 * 1.0 + 2 * 5.0)
-    assert kinds["embed"].wall_hours * 3600 == pytest.approx(5.0 + 2.0 + 100 * 0.1 / (0.5 * 2))
-    assert kinds["embed"].core_hours * 3600 == pytest.approx(2 * (5.0 + 2.0 + 10.0 + 5.0 + 2 * 2.0 + 5.0))
+    # 3 calls of 2 workers, each worker starting in 1 CPU-second; 2 tasks importing TensorFlow
+    assert kinds["embed"].cpu_hours * 3600 == pytest.approx(150 * 0.1 + 3 * 2 * 1.0 + 2 * 5.0)
+    assert kinds["embed"].wall_hours * 3600 == pytest.approx(5.0 + 1.0 + 100 * 0.1 / (0.5 * 2))
+    assert kinds["embed"].core_hours * 3600 == pytest.approx(2 * (5.0 + 1.0 + 10.0 + 5.0 + 1.0 + 3.0 + 1.0 + 2.0))
     assert kinds["train"].tasks == len(runs) == 12
     assert kinds["train"].cpu_hours * 3600 == pytest.approx(sum(cpus) + len(runs) * 5.0)
     assert kinds["train"].gpu_hours * 3600 == pytest.approx(sum(walls) + len(runs) * 5.0)
@@ -126,7 +157,13 @@ def test_slurm_layout_follows_the_job_plan(small_data, tmp_path):
 def test_calibration_from_a_trained_run_directory(trained_run, small_data, tmp_path):
     cal = calibrate_from_run_dir(load(RunDir(trained_run)))
     assert cal.source == "run_dir" and cal.runs == 12
-    assert cal.clip_cpu_s > 0 and cal.call_cpu_s >= 0 and 0 < cal.extraction_efficiency <= 1 and cal.import_s > 0
+    assert cal.clip_cpu_s > 0 and cal.worker_start_cpu_s >= 0 and 0 < cal.extraction_efficiency <= 1
+    assert cal.import_s > 0 and cal.clip_rate_measured
+    # the workers told their first clip apart: one per worker at most, and those carried the start-up
+    for stats in _extraction_stats(trained_run):
+        firsts = stats["clips"] - stats["warm_clips"]
+        assert 1 <= firsts <= stats["workers"]
+        assert stats["warm_clip_cpu_s"] / stats["warm_clips"] < stats["clip_cpu_s"] / stats["clips"]
     assert 0 < cal.epoch_fraction <= 1
     assert cal.run_wall.seconds(5, 60) > 0 and cal.run_cpu.seconds(5, 60) > 0
     # it predicts its own runs' total to within the spread it states

@@ -27,15 +27,35 @@ class ClipEmbeddings:
 
     x: np.ndarray  # (rows, 1024) float32; (0,) when BirdNET gave none
     cpu_s: float
+    # The first clip of each worker also pays the worker's start-up (BirdNET's model, the audio libraries and
+    # librosa's compiled functions loaded: about 30 clips' worth); cost estimates take the rate from the others.
+    first_in_worker: bool = False
 
 
-def _embed_one(path: str, config: dict) -> tuple[np.ndarray, float]:
+_FRESH_WORKER = False  # set in each pool worker at its start, cleared by its first clip
+
+
+def _worker_started() -> None:
+    global _FRESH_WORKER
+    _FRESH_WORKER = True
+
+
+def _embed_one(path: str, config: dict) -> tuple[np.ndarray, float, bool]:
     """In a pool worker: BirdNET's loader on one file, timed in that worker's CPU time."""
+    global _FRESH_WORKER
+    first, _FRESH_WORKER = _FRESH_WORKER, False
     utils = importlib.import_module("birdnet_analyzer.train.utils")  # looked up per call: its module, not a copy
     started = time.process_time()
     rows, _ = utils._load_audio_file(path, np.zeros((1,), dtype="float32"), config)
     # the expression _load_training_data applies to its rows: the same float32 values
-    return np.array(rows, dtype="float32"), time.process_time() - started
+    return np.array(rows, dtype="float32"), time.process_time() - started, first
+
+
+def warm_statistics(clips: list[ClipEmbeddings]) -> dict:
+    """The clips of one extraction call that were not a worker's first, and their CPU-seconds: the per-clip
+    rate without the workers' start-up."""
+    warm = [clip.cpu_s for clip in clips if not clip.first_in_worker]
+    return {"warm_clips": len(warm), "warm_clip_cpu_s": float(sum(warm))}
 
 
 def extract_clips(paths: list[Path], model: ModelFiles, crop_mode: str, overlap: float,
@@ -52,11 +72,11 @@ def extract_clips(paths: list[Path], model: ModelFiles, crop_mode: str, overlap:
     # fork) ignores SIGTERM, which left the pool hanging. Forked workers get the default handler instead.
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        with Pool(max(1, workers)) as pool:
+        with Pool(max(1, workers), initializer=_worker_started) as pool:
             found = pool.starmap(_embed_one, [(str(path), config) for path in paths], chunksize=1)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    clips = [ClipEmbeddings(x, cpu_s) for x, cpu_s in found]
+    clips = [ClipEmbeddings(x, cpu_s, first) for x, cpu_s, first in found]
     if crop_mode in ("center", "first"):
         failed = [str(path) for path, clip in zip(paths, clips, strict=True) if len(clip.x) != 1]
         if failed:

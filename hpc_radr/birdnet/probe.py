@@ -1,7 +1,7 @@
 """The probe behind `plan --estimate`: a short measurement on the user's own clips and at the sweep's own sizes.
 
-It extracts a sample of the sweep's clips with BirdNET's loader in two calls of different sizes (so that a
-call's start-up and the cost per clip come apart), then times three fits of BirdNET's own training on
+It extracts a sample of the sweep's clips with BirdNET's loader (its workers time every clip, so that their
+start-up and the cost per clip come apart), then times three fits of BirdNET's own training on
 embeddings drawn so that the classes overlap, which fix the three terms of ``estimate.RunCost``: 2 epochs at a
 quarter of and at the largest number of samples an epoch of the sweep sees, then as many epochs at the largest as
 fit in about ``LONG_FIT_S`` (at most the sweep's). The long fit is what makes the per-epoch term trustworthy: from
@@ -79,21 +79,17 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
            threads: int, import_s: float) -> Calibration:
     """``probe`` once TensorFlow is imported, its printing caught (per fit, per export)."""
     from hpc_radr.birdnet import runtime, training
-    from hpc_radr.birdnet.embeddings import extract_clips
+    from hpc_radr.birdnet.embeddings import extract_clips, warm_statistics
 
     runtime.configure(model, settings.crop_mode, settings.overlap, workers)
     sample = sample_files(clips, SAMPLE_CLIPS)
-    calls = [sample[:len(sample) // 4], sample[len(sample) // 4:]]  # two sizes: start-up apart from per clip
-    # Unmeasured: librosa's JIT compiles into its cache on a machine's first extraction, in every worker of
-    # whichever call comes first; that one-time cost would otherwise be read as a per-clip cost.
+    # Unmeasured: librosa's JIT compiles into its cache on a machine's first extraction, in every worker; that
+    # one-time cost would otherwise be read as every call's start-up.
     extract_clips(sample[:max(1, workers)], model, settings.crop_mode, settings.overlap, workers)
-    sizes, cpu, wall = [], [], []
-    for paths in calls:
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
-        extract_clips(paths, model, settings.crop_mode, settings.overlap, workers)
-        sizes.append(len(paths))
-        wall.append(time.perf_counter() - started)
-        cpu.append(_cpu_seconds() - cpu_started)
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    extracted = extract_clips(sample, model, settings.crop_mode, settings.overlap, workers)
+    call = {"clips": len(sample), "workers": workers, "extract_s": time.perf_counter() - started,
+            "extract_cpu_s": _cpu_seconds() - cpu_started, **warm_statistics(extracted)}
     with tempfile.TemporaryDirectory(prefix="hpc-radr-probe-") as scratch:
         rng = np.random.default_rng(0)
         fit_settings = settings.model_copy(update={"evaluation": "held_out"})
@@ -124,7 +120,7 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
         source="probe",
         described=(f"a probe on this data: {len(sample)} clips extracted, 3 fits of up to {largest} samples per "
                    f"epoch and {long_epochs} epochs, extraction on {workers} CPUs, training on {threads}"),
-        **fit_extraction(sizes, cpu, wall, [workers, workers]), import_s=import_s, run_wall=run_wall,
+        **fit_extraction([call]), import_s=import_s, run_wall=run_wall,
         run_cpu=run_cpu, epoch_fraction=1.0,
         spread=0.15,  # three fits cannot show their own spread; the benchmark's misses were 2-19% (results/estimate)
         runs=len(fits))
