@@ -16,8 +16,10 @@ The cost model has one term per thing that costs, each linear in what it grows w
   lanes as the throttle (or the local workers) allows; queue waits are not included.
 
 Epochs run are the planned epochs times the fraction the calibration's runs went before early stopping (1.0 for a
-probe, which has no such history: its estimate of training is then an upper bound). The uncertainty is the
-relative spread of the calibration's own runs around the model, said next to every figure.
+probe, which has no such history: its estimate of training is then an upper bound). The uncertainty, said next
+to every figure, is the relative spread of the calibration's own runs around the model, 5% for the machine's
+load, and, for runs beyond the sizes the calibration ran, the standard error its coefficients give there
+(an earlier sweep of 300 samples per epoch cannot pin the cost per sample that dominates at 3,000).
 """
 
 from __future__ import annotations
@@ -52,9 +54,21 @@ class RunCost:
     a: float
     b: float
     c: float
+    # The covariance of (a, b, c) from the calibration runs' residuals; None when they cannot show it (no more
+    # runs than terms, or runs that do not vary in epochs and size).
+    covariance: tuple[tuple[float, ...], ...] | None = None
 
     def seconds(self, epochs: float, samples: float) -> float:
         return self.a + epochs * (self.b + self.c * samples)
+
+    def total_error(self, runs: list[tuple[float, float]]) -> float:
+        """The standard error of the summed seconds of ``runs`` (epochs, samples per epoch) that the coefficients'
+        own uncertainty gives: small among the sizes the calibration ran, large far beyond them (runs of 300
+        samples say little about the cost per sample at 3,000). 0 without a covariance."""
+        if self.covariance is None or not runs:
+            return 0.0
+        x = np.array([[1.0, e, e * s] for e, s in runs]).sum(axis=0)
+        return float(np.sqrt(max(0.0, x @ np.asarray(self.covariance) @ x)))
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,7 @@ class Calibration:
     epoch_fraction: float  # epochs run / epochs planned (early stopping); 1.0 when unknown
     spread: float  # relative spread of the calibration's runs around the model (one standard deviation)
     runs: int  # training runs the calibration measured
+    samples_range: tuple[float, float]  # the fewest and the most samples per epoch among them
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -88,7 +103,12 @@ def fit_run_cost(epochs: list[float], samples: list[float], seconds: list[float]
     predicted = design @ coefficients
     relative = (y - predicted) / np.maximum(predicted, 1e-9)
     spread = float(np.sqrt(np.mean(relative ** 2))) if len(y) > 3 else 0.0
-    return RunCost(*map(float, coefficients)), spread
+    covariance = None
+    if len(y) > 3 and np.linalg.matrix_rank(design) == 3:  # least squares' own: residual variance x (X'X)^-1
+        residual = y - predicted
+        variance = float(residual @ residual) / (len(y) - 3)
+        covariance = tuple(map(tuple, (variance * np.linalg.inv(design.T @ design)).tolist()))
+    return RunCost(*map(float, coefficients), covariance=covariance), spread
 
 
 def fit_extraction(calls: list[dict]) -> dict:
@@ -181,7 +201,7 @@ def calibrate_from_run_dir(manifest: Manifest) -> Calibration:
            " (recorded before the workers timed their first clip apart: extraction is an upper bound)"),
         **extraction, import_s=import_s,
         run_wall=run_wall, run_cpu=run_cpu, epoch_fraction=float(np.mean(fractions)),
-        spread=max(wall_spread, cpu_spread), runs=len(epochs))
+        spread=max(wall_spread, cpu_spread), runs=len(epochs), samples_range=(min(samples), max(samples)))
 
 
 # ------------------------------------------------------------------------------------------------ estimate --
@@ -247,19 +267,22 @@ def _makespan(durations: list[float], lanes: int) -> float:
     return max(free) if durations else 0.0
 
 
-def run_seconds(record: ManifestRecord, sweep: Sweep, calibration: Calibration,
-                runs: list[Configuration]) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of each run, in order."""
+def run_sizes(record: ManifestRecord, sweep: Sweep, calibration: Calibration,
+              runs: list[Configuration]) -> list[tuple[float, float]]:
+    """(epochs, samples per epoch) each run is expected to train, in order."""
     found = []
     for config in runs:
         settings = training_for(sweep, config)
-        epochs = settings.epochs * calibration.epoch_fraction
         unit = record.units[unit_name(config.dataset, config.extraction)]
         fit, val = samples_per_epoch(len(unit.positives), len(unit.negatives), settings.val_split,
                                      config.upsampling_ratio)
-        found.append((calibration.run_wall.seconds(epochs, fit + val),
-                      calibration.run_cpu.seconds(epochs, fit + val)))
+        found.append((settings.epochs * calibration.epoch_fraction, float(fit + val)))
     return found
+
+
+def run_seconds(calibration: Calibration, sizes: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each run of ``sizes``, in order."""
+    return [(calibration.run_wall.seconds(e, s), calibration.run_cpu.seconds(e, s)) for e, s in sizes]
 
 
 def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, capacity: Capacity,
@@ -281,7 +304,8 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
                + len(embed_walls) * calibration.import_s)
         kinds.append(KindCost("embed", len(embed_walls), cpu / hour, sum(embed_walls) * capacity.embed_cpus / hour,
                               0.0, max(embed_walls) / hour, embed_wall / hour))
-    per_run = run_seconds(record, sweep, calibration, runs)
+    sizes = run_sizes(record, sweep, calibration, runs)
+    per_run = run_seconds(calibration, sizes)
     size = max(1, capacity.runs_per_task)
     tasks = [per_run[k:k + size] for k in range(0, len(per_run), size)]
     if capacity.executor == "local":  # each worker imports once and takes the next run: lanes of runs
@@ -311,8 +335,28 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
         notes.append("GPU-hours are the GPUs held for the training tasks' wall time; the wall time is that of the "
                      "calibration's hardware (BirdNET's small head trains about as fast on CPU)")
     wall = embed_wall + train_wall + (COLLECT_S if capacity.executor == "slurm" and per_run else 0.0)
-    uncertainty = math.sqrt(calibration.spread ** 2 + 0.05 ** 2)  # 5 %: what a machine's load alone moves
+    extrapolated = _extrapolation(calibration, sizes, per_run)
+    share = sum(c for _, c in per_run) / max(1e-9, sum(k.cpu_hours for k in kinds) * hour)
+    low, high = calibration.samples_range
+    outside = [s for _, s in sizes if not low <= s <= high]
+    if outside and extrapolated > calibration.spread:
+        notes.append(f"training is priced outside the sizes the calibration ran ({low:,.0f}-{high:,.0f} samples per "
+                     f"epoch; this sweep {min(s for _, s in sizes):,.0f}-{max(s for _, s in sizes):,.0f}): "
+                     f"uncertain by +-{extrapolated:.0%} there; the probe (--estimate without --calibrate-from) "
+                     "measures at this sweep's sizes")
+    # 5 %: what a machine's load alone moves; the extrapolation weighs as much as training's share of the CPU
+    uncertainty = math.sqrt(calibration.spread ** 2 + 0.05 ** 2 + (extrapolated * share) ** 2)
     return Estimate(calibration, capacity, kinds, wall / hour, uncertainty, len(runs), clips, notes)
+
+
+def _extrapolation(calibration: Calibration, sizes: list[tuple[float, float]],
+                   per_run: list[tuple[float, float]]) -> float:
+    """The relative standard error of the training total from the coefficients alone (wall or CPU, the larger)."""
+    if not per_run:
+        return 0.0
+    walls, cpus = sum(w for w, _ in per_run), sum(c for _, c in per_run)
+    return max(calibration.run_wall.total_error(sizes) / max(walls, 1e-9),
+               calibration.run_cpu.total_error(sizes) / max(cpus, 1e-9))
 
 
 # ------------------------------------------------------------------------------------------ actual cost --

@@ -33,7 +33,7 @@ def calibration(**changes) -> Calibration:
     values = dict(source="run_dir", described="by hand", clip_cpu_s=0.1, worker_start_cpu_s=1.0,
                   extraction_efficiency=0.5, clip_rate_measured=True, import_s=5.0,
                   run_wall=RunCost(1.0, 0.1, 0.001), run_cpu=RunCost(2.0, 0.1, 0.002), epoch_fraction=0.5,
-                  spread=0.0, runs=10)
+                  spread=0.0, runs=10, samples_range=(100.0, 1000.0))
     return Calibration(**{**values, **changes})
 
 
@@ -50,6 +50,42 @@ def test_fit_recovers_the_coefficients_of_exact_runs():
     cost, spread = fit_run_cost(epochs, samples, [truth.seconds(e, s) for e, s in zip(epochs, samples, strict=True)])
     assert cost.a == pytest.approx(truth.a) and cost.b == pytest.approx(truth.b) and cost.c == pytest.approx(truth.c)
     assert spread == pytest.approx(0.0, abs=1e-9)
+
+
+def test_runs_far_beyond_the_calibrations_sizes_get_the_uncertainty_its_coefficients_give_there():
+    """Runs of 250-375 samples with 5% noise pin the cost of such runs, not the cost per sample that dominates
+    at ten times the size: the error of the summed seconds grows with the distance, and no fit leaves none."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    truth = RunCost(1.0, 0.05, 0.0002)
+    epochs = rng.choice([6.0, 20.0], 60)
+    samples = rng.uniform(250, 375, 60)
+    seconds = [truth.seconds(e, s) * (1 + 0.05 * rng.standard_normal()) for e, s in zip(epochs, samples, strict=True)]
+    cost, spread = fit_run_cost(epochs, samples, seconds)
+    near, far = [(20.0, 300.0)] * 28, [(20.0, 3000.0)] * 28
+    near_error = cost.total_error(near) / sum(cost.seconds(e, s) for e, s in near)
+    far_error = cost.total_error(far) / sum(cost.seconds(e, s) for e, s in far)
+    assert near_error < spread / 2 < far_error / 2
+    # the error it states covers the truth there (the truth at 3,000 is what the model is off by)
+    miss = abs(sum(cost.seconds(e, s) for e, s in far) - sum(truth.seconds(e, s) for e, s in far))
+    assert miss < 3 * cost.total_error(far)
+    assert fit_run_cost([2, 2, 4], [10, 40, 40], [1.0, 2.0, 3.0])[0].covariance is None  # as many runs as terms
+
+
+def test_a_sweep_priced_outside_the_calibrations_sizes_says_so_and_widens_its_uncertainty(small_data, tmp_path):
+    work = planned(small_data, tmp_path)
+    record, sweep = work.manifest.record, work.manifest.sweep
+    runs = [work.manifest.run(r) for r in work.pending_runs]
+    capacity = Capacity("local", 2, 1, 0, len(runs), [[150]], 1, 2)
+    uncertain = RunCost(2.0, 0.1, 0.002, covariance=((0.01, 0, 0), (0, 1e-4, 0), (0, 0, 1e-6)))
+    inside = estimate(record, sweep, calibration(run_cpu=uncertain, samples_range=(1.0, 1e6)), capacity, runs)
+    outside = estimate(record, sweep, calibration(run_cpu=uncertain, samples_range=(1e5, 1e6)), capacity, runs)
+    assert not any("outside the sizes" in note for note in inside.notes)
+    assert any("outside the sizes" in note and "probe" in note for note in outside.notes)
+    assert outside.uncertainty == inside.uncertainty > calibration().spread + 0.05  # the error counts either way
+    certain = estimate(record, sweep, calibration(samples_range=(1e5, 1e6)), capacity, runs)
+    assert certain.uncertainty == pytest.approx(0.05) and not any("outside" in n for n in certain.notes)
 
 
 def _call(clips, workers, rate, start, efficiency=1.0, compiled=0.0):

@@ -123,4 +123,4 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
         **fit_extraction([call]), import_s=import_s, run_wall=run_wall,
         run_cpu=run_cpu, epoch_fraction=1.0,
         spread=0.15,  # three fits cannot show their own spread; the benchmark's misses were 2-19% (results/estimate)
-        runs=len(fits))
+        runs=len(fits), samples_range=(float(min(samples)), float(largest)))
