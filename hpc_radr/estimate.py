@@ -331,6 +331,10 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
     if calibration.source == "probe":
         notes.append("the probe cannot know how early BirdNET's early stopping ends runs: training assumes every "
                      "run goes all its epochs (an upper bound)")
+    if calibration.source == "probe" and capacity.executor == "local" and capacity.train_lanes > 1:
+        notes.append(f"the probe's fits ran one at a time; {capacity.train_lanes} workers sharing this machine's "
+                     "CPUs wait for each other, and the wall time comes out low (on 2 cores with 2 workers, by "
+                     "14-24% in benchmarks/results/estimate); CPU-hours are not affected")
     if capacity.train_gpus:
         notes.append("GPU-hours are the GPUs held for the training tasks' wall time; the wall time is that of the "
                      "calibration's hardware (BirdNET's small head trains about as fast on CPU)")

@@ -270,6 +270,7 @@ def test_the_probe_calibrates_on_the_users_data(small_data, tmp_path):
     assert cal["clip_cpu_s"] > 0.005 and cal["import_s"] > 0.5  # a real extraction and a real import
     assert found["runs"] == 12 and found["clips"] == planned(small_data, tmp_path).clip_count
     assert any("upper bound" in note for note in found["notes"])
+    assert any("wait for each other" in note for note in found["notes"])  # its fits ran alone; 2 workers will not
 
 
 def test_dry_run_prints_the_estimate_and_writes_nothing(trained_run, small_data, tmp_path):
