@@ -333,21 +333,19 @@ def estimate(record: ManifestRecord, sweep: Sweep, calibration: Calibration, cap
                      "run goes all its epochs (an upper bound)")
     if calibration.source == "probe" and capacity.executor == "local" and capacity.train_lanes > 1:
         notes.append(f"the probe's fits ran one at a time; {capacity.train_lanes} workers sharing this machine's "
-                     "CPUs wait for each other, and the wall time comes out low (on 2 cores with 2 workers, by "
-                     "14-24% in benchmarks/results/estimate); CPU-hours are not affected")
+                     "CPUs wait for each other, and the wall time comes out low (by 14-24% measured on 2 cores "
+                     "with 2 workers); CPU-hours are not affected")
     if capacity.train_gpus:
         notes.append("GPU-hours are the GPUs held for the training tasks' wall time; the wall time is that of the "
                      "calibration's hardware (BirdNET's small head trains about as fast on CPU)")
     wall = embed_wall + train_wall + (COLLECT_S if capacity.executor == "slurm" and per_run else 0.0)
     extrapolated = _extrapolation(calibration, sizes, per_run)
     share = sum(c for _, c in per_run) / max(1e-9, sum(k.cpu_hours for k in kinds) * hour)
-    low, high = calibration.samples_range
-    outside = [s for _, s in sizes if not low <= s <= high]
-    if outside and extrapolated > calibration.spread:
+    (low, high), priced = calibration.samples_range, [s for _, s in sizes]
+    if priced and (min(priced) < low or max(priced) > high) and extrapolated > calibration.spread:
         notes.append(f"training is priced outside the sizes the calibration ran ({low:,.0f}-{high:,.0f} samples per "
-                     f"epoch; this sweep {min(s for _, s in sizes):,.0f}-{max(s for _, s in sizes):,.0f}): "
-                     f"uncertain by +-{extrapolated:.0%} there; the probe (--estimate without --calibrate-from) "
-                     "measures at this sweep's sizes")
+                     f"epoch; this sweep {min(priced):,.0f}-{max(priced):,.0f}): uncertain by +-{extrapolated:.0%} "
+                     "there; the probe (--estimate without --calibrate-from) measures at this sweep's sizes")
     # 5 %: what a machine's load alone moves; the extrapolation weighs as much as training's share of the CPU
     uncertainty = math.sqrt(calibration.spread ** 2 + 0.05 ** 2 + (extrapolated * share) ** 2)
     return Estimate(calibration, capacity, kinds, wall / hour, uncertainty, len(runs), clips, notes)

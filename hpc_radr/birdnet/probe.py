@@ -122,5 +122,5 @@ def _probe(clips: list[Path], model: ModelFiles, settings: TrainingSettings, lar
                    f"epoch and {long_epochs} epochs, extraction on {workers} CPUs, training on {threads}"),
         **fit_extraction([call]), import_s=import_s, run_wall=run_wall,
         run_cpu=run_cpu, epoch_fraction=1.0,
-        spread=0.15,  # three fits cannot show their own spread; the benchmark's misses were 2-19% (results/estimate)
+        spread=0.15,  # three fits cannot show their own spread; the benchmark's misses were 1-24% (results/estimate)
         runs=len(fits), samples_range=(float(min(samples)), float(largest)))
